@@ -1,0 +1,35 @@
+# Two commands for a reader:  make book   and   make test.
+# Each creates .venv (once) with everything in requirements.txt, then does its job.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: book test unit notebooks serve clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements.txt
+	touch $(STAMP)
+
+## make book: execute every notebook and build the HTML book (warnings are errors).
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@echo "Built: _build/html/index.html   (read it with: make serve)"
+
+## make test: unit tests for rlcore, then every chapter notebook under nbval.
+test: unit notebooks
+
+unit: $(STAMP)
+	$(PY) -m pytest tests
+
+notebooks: $(STAMP)
+	$(PY) -m pytest --nbval-lax -p no:cacheprovider chapters
+
+## make serve: read the built book at http://localhost:8000
+serve:
+	$(PY) -m http.server --directory _build/html 8000
+
+clean:
+	rm -rf _build
