@@ -1,0 +1,181 @@
+"""The policy: a tiny Llama-style causal LM with a character-level tokenizer, both genuine
+``transformers`` objects, and the shipped "fifth grader" checkpoint.
+
+Everything here runs offline. The tokenizer is a :class:`transformers.PreTrainedTokenizerFast`
+built from a ``tokenizers`` word-level model over single characters; the model is a
+:class:`transformers.LlamaForCausalLM` built from a config (random init), small enough to train
+on a laptop CPU in minutes. The fifth grader's weights ship inside the package as safetensors.
+
+A reader with internet and a GPU can swap in a real hub model with one switch:
+``load_policy(hub_model="Qwen/Qwen2.5-0.5B-Instruct")`` or the environment variable
+``RLCORE_HUB_MODEL``. The default path never touches the network.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+__all__ = [
+    "ASSETS",
+    "TOKENIZER_DIR",
+    "FIFTH_GRADER_DIR",
+    "CHARACTERS",
+    "PolicyConfig",
+    "build_tokenizer",
+    "load_tokenizer",
+    "build_model",
+    "load_policy",
+    "save_policy",
+    "HUB_MODEL_ENV",
+]
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+TOKENIZER_DIR = ASSETS / "tokenizer"
+FIFTH_GRADER_DIR = ASSETS / "fifth_grader"
+HUB_MODEL_ENV = "RLCORE_HUB_MODEL"
+
+# The alphabet: digits and the few symbols the task writes. Special tokens come first.
+SPECIAL_TOKENS = {"pad": "<pad>", "bos": "<bos>", "eos": "<eos>", "unk": "<unk>"}
+CHARACTERS = "0123456789+=#- "
+
+
+def build_tokenizer():
+    """A character-level :class:`~transformers.PreTrainedTokenizerFast` (every character one token).
+
+    ``<bos>`` is prepended by the post-processor; ``<pad>``, ``<eos>`` and ``<unk>`` are special
+    tokens; decoding fuses characters back into a string.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = list(SPECIAL_TOKENS.values())
+    vocab = {tok: i for i, tok in enumerate(specials + list(CHARACTERS))}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=SPECIAL_TOKENS["unk"]))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.post_processor = processors.TemplateProcessing(
+        single=f"{SPECIAL_TOKENS['bos']} $A",
+        pair=f"{SPECIAL_TOKENS['bos']} $A $B",
+        special_tokens=[(SPECIAL_TOKENS["bos"], vocab[SPECIAL_TOKENS["bos"]])],
+    )
+    core.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token=SPECIAL_TOKENS["bos"],
+        eos_token=SPECIAL_TOKENS["eos"],
+        pad_token=SPECIAL_TOKENS["pad"],
+        unk_token=SPECIAL_TOKENS["unk"],
+        padding_side="left",
+        model_max_length=64,
+    )
+
+
+def load_tokenizer(path: Union[str, Path] = TOKENIZER_DIR):
+    """Load the shipped tokenizer with ``from_pretrained`` (built and saved by :func:`build_tokenizer`)."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(str(path))
+
+
+@dataclass
+class PolicyConfig:
+    """Size of the tiny policy (a Llama-style decoder: RMSNorm, RoPE, SwiGLU)."""
+
+    hidden_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    intermediate_size: int = 192
+    max_position_embeddings: int = 32
+
+
+def build_model(tokenizer, config: Optional[PolicyConfig] = None, *, seed: int = 0):
+    """A freshly initialised :class:`~transformers.LlamaForCausalLM` sized by ``config``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = config or PolicyConfig()
+    hf_config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        num_key_value_heads=cfg.num_attention_heads,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+        **asdict(cfg),
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(hf_config)
+    _plain_sampling(model)
+    return model
+
+
+def _plain_sampling(model) -> None:
+    """Sampling defaults: pure ancestral sampling at temperature 1 (no top-k, no top-p)."""
+    gc = model.generation_config
+    gc.do_sample = True
+    gc.temperature = 1.0
+    gc.top_k = 0
+    gc.top_p = 1.0
+    gc.pad_token_id = model.config.pad_token_id
+    gc.bos_token_id = model.config.bos_token_id
+    gc.eos_token_id = model.config.eos_token_id
+
+
+@contextmanager
+def _quiet_loading():
+    """Hide transformers' weight-loading progress bar (noise in a notebook), then restore it."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def save_policy(model, tokenizer, path: Union[str, Path]) -> None:
+    """Save weights as safetensors (no pickle) with the config and the tokenizer files."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(path), safe_serialization=True)
+    tokenizer.save_pretrained(str(path))
+
+
+def load_policy(path: Union[str, Path, None] = None, *, hub_model: Optional[str] = None,
+                device: Union[str, torch.device] = "cpu", dtype: Optional[torch.dtype] = None):
+    """Load ``(model, tokenizer)``.
+
+    By default the shipped fifth grader (safetensors inside the package; no network). With
+    ``hub_model`` (or the environment variable ``RLCORE_HUB_MODEL``) a small hub model is loaded
+    by name with ``AutoModelForCausalLM`` / ``AutoTokenizer`` instead — for readers with internet
+    and a GPU; the arithmetic task then uses that model's own tokenizer.
+    """
+    hub_model = hub_model or os.environ.get(HUB_MODEL_ENV) or None
+    if hub_model is not None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(hub_model, padding_side="left")
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(hub_model, dtype=dtype or torch.bfloat16)
+    else:
+        from transformers import LlamaForCausalLM
+
+        path = Path(path) if path is not None else FIFTH_GRADER_DIR
+        if not (path / "model.safetensors").exists():
+            raise FileNotFoundError(
+                f"no model.safetensors in {path}; build it with `python -m rlcore.experiments sft`"
+            )
+        tokenizer = load_tokenizer(path)
+        with _quiet_loading():
+            model = LlamaForCausalLM.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
+        if dtype is not None:
+            model = model.to(dtype)
+    _plain_sampling(model)
+    return model.to(device), tokenizer
