@@ -20,7 +20,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-__all__ = ["Bandit", "TabularMDP", "Trajectories", "softmax_policy"]
+__all__ = ["Bandit", "TabularMDP", "Trajectories", "RandomWalk", "Rollout", "softmax_policy"]
 
 
 def softmax_policy(theta: torch.Tensor) -> torch.Tensor:
@@ -199,3 +199,98 @@ class TabularMDP:
             Q = self.reward + gamma * self.transitions @ V[t + 1]  # (S, A)
             V[t] = (probs * Q).sum(-1)
         return V
+
+
+class Rollout(NamedTuple):
+    """A batch of fixed-length rollouts with automatic resets (as PPO collects them).
+
+    ``dones[b, t]`` is True when the episode ended after step t (a new one starts at t + 1).
+    ``last_states[b]`` is the state after the last column, to bootstrap rows cut by the time limit.
+    """
+
+    states: torch.Tensor  # (B, T) long
+    actions: torch.Tensor  # (B, T) long, 0 = left, 1 = right
+    rewards: torch.Tensor  # (B, T) float64
+    dones: torch.Tensor  # (B, T) bool
+    last_states: torch.Tensor  # (B,) long
+
+
+class RandomWalk:
+    """A random walk on a chain: the classic testbed for TD(λ), with values known exactly.
+
+    Non-terminal states are ``0 … n−1``; the walk starts in the middle. Action 1 moves right,
+    action 0 left; the policy moves right with probability ``p_right``. Stepping off the left
+    end ends the episode with reward ``left_reward``, off the right end with ``right_reward``;
+    every other step gives ``step_reward``. Exact ``V``, ``Q`` and ``A = Q − V`` come from one
+    linear solve.
+
+    Args:
+      num_states: number of non-terminal states ``n`` (≥ 2).
+      p_right: probability that the policy moves right.
+      left_reward, right_reward, step_reward: rewards as described.
+      start: start state (default the middle, ``n // 2``).
+    """
+
+    def __init__(self, num_states: int = 9, p_right: float = 0.5, *, left_reward: float = -1.0,
+                 right_reward: float = 1.0, step_reward: float = 0.0, start: Optional[int] = None):
+        if not (isinstance(num_states, int) and num_states >= 2):
+            raise ValueError(f"num_states must be an int >= 2, got {num_states!r}")
+        if not 0.0 <= p_right <= 1.0:
+            raise ValueError(f"p_right must lie in [0, 1], got {p_right}")
+        self.num_states = num_states
+        self.p_right = float(p_right)
+        self.left_reward, self.right_reward = float(left_reward), float(right_reward)
+        self.step_reward = float(step_reward)
+        self.start = num_states // 2 if start is None else int(start)
+        if not 0 <= self.start < num_states:
+            raise ValueError(f"start must lie in [0, {num_states}), got {self.start}")
+
+    def _step_table(self):
+        """next_state [n, 2] (−1 = terminal), reward [n, 2], terminal [n, 2]."""
+        n = self.num_states
+        s = torch.arange(n)
+        nxt = torch.stack([s - 1, s + 1], dim=1)  # (n, 2)
+        terminal = (nxt < 0) | (nxt >= n)
+        reward = torch.full((n, 2), self.step_reward, dtype=torch.float64)
+        reward[0, 0] = self.left_reward
+        reward[n - 1, 1] = self.right_reward
+        return nxt.clamp(0, n - 1), reward, terminal
+
+    def values(self, gamma: float = 1.0) -> torch.Tensor:
+        """Exact ``V(s)`` for the walk's policy, ``[n]``: solves ``V = r_π + γ P_π V``."""
+        n = self.num_states
+        nxt, reward, terminal = self._step_table()
+        probs = torch.tensor([1 - self.p_right, self.p_right], dtype=torch.float64)
+        P = torch.zeros(n, n, dtype=torch.float64)
+        for a in range(2):
+            live = ~terminal[:, a]
+            P[torch.arange(n)[live], nxt[live, a]] += probs[a]
+        r = (reward * probs).sum(1)
+        return torch.linalg.solve(torch.eye(n, dtype=torch.float64) - gamma * P, r)
+
+    def q_values(self, gamma: float = 1.0) -> torch.Tensor:
+        """Exact ``Q(s, a) = r(s, a) + γ V(s')`` (0 after a terminal step), ``[n, 2]``."""
+        nxt, reward, terminal = self._step_table()
+        V = self.values(gamma)
+        return reward + gamma * V[nxt] * (~terminal)
+
+    def advantages(self, gamma: float = 1.0) -> torch.Tensor:
+        """Exact ``A(s, a) = Q(s, a) − V(s)``, ``[n, 2]``."""
+        return self.q_values(gamma) - self.values(gamma)[:, None]
+
+    def rollout(self, num_rows: int, T: int, *, seed: Optional[int] = None,
+                generator: Optional[torch.Generator] = None) -> Rollout:
+        """``num_rows`` rows of ``T`` steps each, resetting to ``start`` after every episode."""
+        g = _generator(seed, generator)
+        nxt, reward, terminal = self._step_table()
+        states = torch.empty(num_rows, T, dtype=torch.long)
+        actions = torch.empty(num_rows, T, dtype=torch.long)
+        s = torch.full((num_rows,), self.start, dtype=torch.long)
+        for t in range(T):
+            a = (torch.rand(num_rows, generator=g, dtype=torch.float64) < self.p_right).long()
+            states[:, t], actions[:, t] = s, a
+            done = terminal[s, a]
+            s = torch.where(done, torch.full_like(s, self.start), nxt[s, a])
+        rewards = reward[states, actions]
+        dones = terminal[states, actions]
+        return Rollout(states, actions, rewards, dones, s)
