@@ -1,0 +1,200 @@
+"""Benchmarks, run on demand:  ``python -m rlcore.bench gae``  and  ``python -m rlcore.bench logprobs``.
+
+Not a test: timings depend on the machine. Each benchmark times its contenders side by side in
+one process on the same inputs, reports medians and ratios, and checks that they agree.
+
+``gae`` compares, in float32 with dones and masks:
+
+* ``rlcore.gae`` — the log-depth associative scan;
+* ``loop`` — the per-step reversed Python loop used by TRL and CleanRL (one iteration per step);
+* ``lfilter`` — SciPy's IIR filter, Spinning Up's ``discount_cumsum`` (it cannot handle dones,
+  so it gets the same-sized problem without them: a lower bound on what it would cost);
+* ``copy`` — copying the same bytes once, the floor no implementation can beat.
+
+``logprobs`` compares the peak extra memory and time of ``rlcore.token_logprobs`` with the naive
+``log_softmax(logits).gather(...)`` on logits of ``8 × 512 × 32000`` float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from .advantages import gae
+from .tokens import token_logprobs
+
+__all__ = ["gae_loop", "discount_cumsum_lfilter", "time_call", "bench_gae", "bench_logprobs", "main"]
+
+
+def gae_loop(rewards, values, *, gamma, lam, dones=None, mask=None, last_value=None):
+    """GAE the way most PPO code writes it: a reversed Python loop over time steps.
+
+    ``A_t = δ_t + γλ (1 − done_t) A_{t+1}`` one column at a time (vectorised over the batch only).
+    Same conventions and results as :func:`rlcore.gae`; kept as the benchmark's baseline.
+    """
+    B, T = rewards.shape
+    real = torch.ones_like(rewards, dtype=torch.bool) if mask is None else mask.bool()
+    ends = torch.zeros_like(real) if dones is None else dones.bool()
+    nxt_real = torch.cat([real[:, 1:], real[:, -1:]], dim=1)
+    cont = (real & ~ends & nxt_real).to(rewards.dtype)
+    r, v = rewards * real, values * real
+    boot = torch.zeros(B, dtype=rewards.dtype) if last_value is None else last_value.to(rewards.dtype)
+    adv = torch.zeros_like(r)
+    last_adv = torch.zeros(B, dtype=rewards.dtype)
+    for t in reversed(range(T)):
+        next_v = v[:, t + 1] if t + 1 < T else boot
+        delta = r[:, t] + gamma * next_v * cont[:, t] - v[:, t]
+        last_adv = delta + gamma * lam * cont[:, t] * last_adv
+        adv[:, t] = last_adv
+    adv = adv * real
+    return adv, adv + v
+
+
+def discount_cumsum_lfilter(x: np.ndarray, discount: float) -> np.ndarray:
+    """``y_t = x_t + discount · y_{t+1}`` along the last axis with ``scipy.signal.lfilter``
+    (Spinning Up's ``discount_cumsum``). No dones, no masks."""
+    from scipy.signal import lfilter
+
+    return lfilter([1.0], [1.0, -discount], x[..., ::-1], axis=-1)[..., ::-1]
+
+
+def time_call(fn: Callable[[], object], *, repeats: int = 7, min_seconds: float = 0.2) -> float:
+    """Median wall time of ``fn()`` in seconds (after one warm-up call)."""
+    fn()
+    times = []
+    deadline = time.perf_counter() + min_seconds
+    while len(times) < repeats or (time.perf_counter() < deadline and len(times) < 50):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _gae_inputs(B: int, T: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    rewards = torch.randn(B, T, generator=g)
+    values = torch.randn(B, T, generator=g)
+    dones = torch.rand(B, T, generator=g) < 0.01
+    lengths = torch.randint(T // 2, T + 1, (B,), generator=g)
+    mask = torch.arange(T)[None, :] < lengths[:, None]
+    last_value = torch.randn(B, generator=g)
+    return rewards, values, dones, mask, last_value
+
+
+def bench_gae(shapes=((256, 1024), (64, 4096), (16, 16384)), *, gamma=0.99, lam=0.95,
+              repeats: int = 7, include_loop: bool = True, out=sys.stdout) -> list[dict]:
+    """Time rlcore.gae against the loop, lfilter and a copy; returns one dict per shape."""
+    rows = []
+    for B, T in shapes:
+        rewards, values, dones, mask, last_value = _gae_inputs(B, T)
+        kw = dict(gamma=gamma, lam=lam, dones=dones, mask=mask, last_value=last_value)
+        fast, _ = gae(rewards, values, **kw)
+        row = {"B": B, "T": T}
+        row["rlcore"] = time_call(lambda: gae(rewards, values, **kw), repeats=repeats)
+        if include_loop:
+            slow, _ = gae_loop(rewards, values, **kw)
+            row["max_abs_diff"] = float((fast - slow).abs().max())
+            row["loop"] = time_call(lambda: gae_loop(rewards, values, **kw), repeats=repeats)
+        deltas = (rewards + gamma * values - values).numpy()
+        row["lfilter"] = time_call(lambda: discount_cumsum_lfilter(deltas, gamma * lam), repeats=repeats)
+        row["copy"] = time_call(lambda: rewards.clone(), repeats=repeats)
+        rows.append(row)
+    _print_gae_table(rows, out)
+    return rows
+
+
+def _print_gae_table(rows, out) -> None:
+    head = f"{'B x T':>12} {'rlcore.gae':>11} {'loop':>10} {'lfilter':>10} {'copy':>9} " \
+           f"{'loop/rlcore':>12} {'lfilter/rlcore':>15} {'rlcore/copy':>12} {'max|diff|':>10}"
+    print("GAE, float32, with dones and masks (median wall time, ms)", file=out)
+    print(head, file=out)
+    for r in rows:
+        loop = r.get("loop", float("nan"))
+        print(
+            f"{r['B']:>5} x {r['T']:<6}{r['rlcore'] * 1e3:>11.2f} {loop * 1e3:>10.2f} "
+            f"{r['lfilter'] * 1e3:>10.2f} {r['copy'] * 1e3:>9.3f} {loop / r['rlcore']:>12.1f} "
+            f"{r['lfilter'] / r['rlcore']:>15.2f} {r['rlcore'] / r['copy']:>12.1f} "
+            f"{r.get('max_abs_diff', float('nan')):>10.1e}",
+            file=out,
+        )
+
+
+def bench_logprobs(B: int = 8, T: int = 512, V: int = 32000, *, repeats: int = 3, out=sys.stdout) -> dict:
+    """Peak extra memory and median time of ``rlcore.token_logprobs`` vs the naive
+    ``log_softmax(logits).gather(...)`` on ``B × T × V`` float32 logits.
+
+    Memory is the growth of the process's peak resident set (``ru_maxrss``) while one call runs,
+    measured in a fresh subprocess per contender so that neither sees the other's allocations.
+    """
+    size = B * T * V * 4
+    result = {"logits_bytes": size}
+    for name in ("naive", "rlcore"):
+        result[f"{name}_peak_extra_bytes"] = _peak_extra_bytes(name, B, T, V)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(B, T, V, generator=g)
+    tokens = torch.randint(0, V, (B, T), generator=g)
+    naive = lambda: _naive_logprobs(logits, tokens)  # noqa: E731
+    ours = lambda: token_logprobs(logits, tokens)  # noqa: E731
+    result["max_abs_diff"] = float((naive() - ours()).abs().max())
+    result["naive_seconds"] = time_call(naive, repeats=repeats, min_seconds=0.0)
+    result["rlcore_seconds"] = time_call(ours, repeats=repeats, min_seconds=0.0)
+    print(f"token_logprobs on logits {B}x{T}x{V} float32 ({size / 2**20:.0f} MiB); "
+          f"max |diff| {result['max_abs_diff']:.1e}", file=out)
+    for name in ("naive", "rlcore"):
+        extra = result[f"{name}_peak_extra_bytes"]
+        print(f"  {name:>7}: peak extra memory {extra / 2**20:8.1f} MiB ({extra / size:.3f}x the logits), "
+              f"median time {result[f'{name}_seconds'] * 1e3:8.1f} ms", file=out)
+    return result
+
+
+def _naive_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits, dim=-1).gather(-1, tokens[..., None]).squeeze(-1)
+
+
+_MEMORY_PROBE = """
+import resource, sys, torch
+from rlcore.bench import _naive_logprobs
+from rlcore.tokens import token_logprobs
+B, T, V, which = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+g = torch.Generator().manual_seed(0)
+logits = torch.randn(B, T, V, generator=g)
+tokens = torch.randint(0, V, (B, T), generator=g)
+fn = _naive_logprobs if which == "naive" else token_logprobs
+fn(logits[:1, :8].contiguous(), tokens[:1, :8])  # warm up kernels and allocator
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+fn(logits, tokens)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) * 1024)
+"""
+
+
+def _peak_extra_bytes(which: str, B: int, T: int, V: int) -> int:
+    """Peak resident memory added by one call, in bytes (Linux ``ru_maxrss`` is in KiB)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(B), str(T), str(V), which],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rlcore.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("which", choices=["gae", "logprobs", "all"])
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.which in ("gae", "all"):
+        bench_gae(repeats=args.repeats)
+    if args.which in ("logprobs", "all"):
+        bench_logprobs(repeats=min(args.repeats, 3))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
