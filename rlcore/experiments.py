@@ -2,11 +2,14 @@
 
     python -m rlcore.experiments sft        [--seed N] [--steps N] [--device cpu|cuda] [--out DIR]
     python -m rlcore.experiments reinforce  [--seed N] [--steps N] [--device cpu|cuda]
+    python -m rlcore.experiments ppo        [--seed N] [--steps N] [--device cpu|cuda]
+    python -m rlcore.experiments grpo       [--seed N | --seeds 0 1 2] [--steps N] [--device cpu|cuda]
 
 A tqdm bar goes to stderr; the last line on stdout is one JSON object with at least
 ``accuracy_before`` and ``accuracy_after`` (held-out, greedy, 0–1), ``samples`` (answers
 generated) and ``wall_seconds``. The defaults reproduce the book's figures, and the chapters
-call the same functions (:func:`run_sft`, :func:`run_reinforce`).
+call the same functions (:func:`run_sft`, :func:`run_reinforce`, :func:`run_ppo`, :func:`run_grpo`).
+With ``--seeds`` the JSON line holds one result per seed plus their mean and standard deviation.
 """
 
 from __future__ import annotations
@@ -22,18 +25,28 @@ from typing import Optional
 import torch
 
 from .evaluation import accuracy
+from .grpo import GRPOConfig, train_grpo
+from .ppo import PPOConfig, train_ppo
 from .policy import FIFTH_GRADER_DIR, TOKENIZER_DIR, load_policy, save_policy
 from .reinforce import ReinforceConfig, train_reinforce
 from .sft import SFTConfig, train_sft
 from .tasks import AdditionTask
 
-__all__ = ["DEFAULT_TASK", "make_task", "run_sft", "run_reinforce", "CHAPTER1_REINFORCE", "main"]
+__all__ = ["DEFAULT_TASK", "make_task", "run_sft", "run_reinforce", "run_ppo", "run_grpo",
+           "CHAPTER1_REINFORCE", "CHAPTER7_PPO", "CHAPTER8_GRPO", "main"]
 
 #: The book's task: 3-digit addition, 500 fixed held-out problems.
 DEFAULT_TASK = dict(digits=3, heldout_size=500, heldout_seed=1234)
 
 #: Chapter 1's run: the story's update, +1 for right and -1 for wrong, one answer per problem.
 CHAPTER1_REINFORCE = ReinforceConfig(steps=200, batch_size=64, lr=1e-4, baseline="sign", eval_every=10)
+
+
+#: Chapter 7's run: PPO with a critic, GAE over tokens and a per-token KL penalty in the reward.
+CHAPTER7_PPO = PPOConfig(steps=200, batch_size=64, lr=3e-4, lam=0.95, beta=0.02, eval_every=10)
+
+#: Chapter 8's headline run: GRPO, 16 problems x 8 answers per step.
+CHAPTER8_GRPO = GRPOConfig(steps=300, prompts_per_step=16, group_size=8, lr=3e-4, eval_every=10)
 
 
 def make_task() -> AdditionTask:
@@ -66,31 +79,68 @@ def run_sft(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu",
     }
 
 
-def run_reinforce(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu",
-                  config: ReinforceConfig = CHAPTER1_REINFORCE, progress: bool = True,
-                  max_seconds: Optional[float] = None) -> dict:
-    """Chapter 1: REINFORCE from the shipped fifth grader."""
+def _run_rl(name: str, train, config, *, seed: int, steps: Optional[int], device: str,
+            progress: bool, max_seconds: Optional[float], stop_at_accuracy: Optional[float] = None) -> dict:
     task = make_task()
     model, tokenizer = load_policy(device=device)
     config = replace(config, seed=seed, **({} if steps is None else {"steps": steps}))
-    result = train_reinforce(model, tokenizer, task, config, progress=progress, max_seconds=max_seconds)
+    result = train(model, tokenizer, task, config, progress=progress, max_seconds=max_seconds,
+                   stop_at_accuracy=stop_at_accuracy)
     history = result["history"]
+    evals = [h for h in history if "accuracy" in h]
     return {
-        "experiment": "reinforce",
-        "seed": seed,
-        "accuracy_before": history[0]["accuracy"],
-        "accuracy_after": history[-1]["accuracy"],
-        "samples": result["samples"],
-        "wall_seconds": result["wall_seconds"],
-        "history": history,
-        "model": model,
+        "experiment": name, "seed": seed,
+        "accuracy_before": evals[0]["accuracy"], "accuracy_after": evals[-1]["accuracy"],
+        "samples": result["samples"], "wall_seconds": result["wall_seconds"],
+        "history": history, "model": model, "extras": {k: v for k, v in result.items()
+                                                       if k in ("critic", "reference")},
+    }
+
+
+def run_reinforce(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu",
+                  config: ReinforceConfig = CHAPTER1_REINFORCE, progress: bool = True,
+                  max_seconds: Optional[float] = None, stop_at_accuracy: Optional[float] = None) -> dict:
+    """Chapter 1: REINFORCE from the shipped fifth grader."""
+    return _run_rl("reinforce", train_reinforce, config, seed=seed, steps=steps, device=device,
+                   progress=progress, max_seconds=max_seconds, stop_at_accuracy=stop_at_accuracy)
+
+
+def run_ppo(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu",
+            config: PPOConfig = CHAPTER7_PPO, progress: bool = True, max_seconds: Optional[float] = None,
+            stop_at_accuracy: Optional[float] = None) -> dict:
+    """Chapter 7: PPO from the shipped fifth grader."""
+    return _run_rl("ppo", train_ppo, config, seed=seed, steps=steps, device=device, progress=progress,
+                   max_seconds=max_seconds, stop_at_accuracy=stop_at_accuracy)
+
+
+def run_grpo(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu",
+             config: GRPOConfig = CHAPTER8_GRPO, progress: bool = True, max_seconds: Optional[float] = None,
+             stop_at_accuracy: Optional[float] = None) -> dict:
+    """Chapter 8: GRPO from the shipped fifth grader."""
+    return _run_rl("grpo", train_grpo, config, seed=seed, steps=steps, device=device, progress=progress,
+                   max_seconds=max_seconds, stop_at_accuracy=stop_at_accuracy)
+
+
+def _summarise(results: list[dict]) -> dict:
+    import statistics
+
+    after = [r["accuracy_after"] for r in results]
+    return {
+        "experiment": results[0]["experiment"], "seeds": [r["seed"] for r in results],
+        "accuracy_before": results[0]["accuracy_before"],
+        "accuracy_after": statistics.mean(after),
+        "accuracy_after_std": statistics.stdev(after) if len(after) > 1 else 0.0,
+        "samples": statistics.mean(r["samples"] for r in results),
+        "wall_seconds": statistics.mean(r["wall_seconds"] for r in results),
+        "runs": results,
     }
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlcore.experiments", description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", choices=["sft", "reinforce"])
+    parser.add_argument("name", choices=["sft", "reinforce", "ppo", "grpo"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds: mean and spread")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the book's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", type=Path, default=None, help="sft: where to save (default: the package)")
@@ -103,8 +153,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         result = run_sft(seed=args.seed, steps=args.steps, device=args.device,
                          out=args.out or FIFTH_GRADER_DIR)
     else:
-        result = run_reinforce(seed=args.seed, steps=args.steps, device=args.device)
-    result.pop("model", None)
+        runner = {"reinforce": run_reinforce, "ppo": run_ppo, "grpo": run_grpo}[args.name]
+        runs = []
+        for seed in args.seeds or [args.seed]:
+            run = runner(seed=seed, steps=args.steps, device=args.device)
+            run.pop("model", None)
+            run.pop("extras", None)
+            runs.append(run)
+        result = runs[0] if len(runs) == 1 else _summarise(runs)
     result["total_seconds"] = time.perf_counter() - start
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

@@ -55,7 +55,8 @@ class ReinforceConfig:
 
 
 def train_reinforce(model, tokenizer, task: AdditionTask, config: ReinforceConfig = ReinforceConfig(),
-                    *, progress: bool = True, max_seconds: Optional[float] = None) -> dict:
+                    *, progress: bool = True, max_seconds: Optional[float] = None,
+                    stop_at_accuracy: Optional[float] = None) -> dict:
     """Run REINFORCE in place on ``model``; return the training history.
 
     The history has one dict per evaluation: ``step``, ``samples`` (answers generated so far),
@@ -96,6 +97,8 @@ def train_reinforce(model, tokenizer, task: AdditionTask, config: ReinforceConfi
             history.append({"step": step, "samples": samples, "seconds": train_seconds,
                             "accuracy": acc, "reward": rewards.mean().item()})
             bar.set_postfix(acc=f"{acc:.2f}", reward=f"{rewards.mean().item():.2f}")
+            if stop_at_accuracy is not None and acc >= stop_at_accuracy:
+                last = True
         if last:
             break
     model.eval()

@@ -48,6 +48,12 @@ class Rollout:
     def __len__(self) -> int:
         return self.response_ids.shape[0]
 
+    def select(self, idx: torch.Tensor) -> "Rollout":
+        """The rows ``idx`` (a 1-D index tensor) as a new rollout, e.g. a minibatch."""
+        return Rollout(self.prompt_ids[idx], self.prompt_mask[idx], self.response_ids[idx],
+                       self.response_mask[idx], self.terminated[idx], self.logp[idx],
+                       [self.texts[i] for i in idx.tolist()], self.temperature)
+
 
 def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip left padding, as ``generate`` computes them: (B, L)."""

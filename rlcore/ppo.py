@@ -1,0 +1,227 @@
+"""PPO for the fifth grader: a critic, GAE over tokens, KL to a reference, clipped updates.
+
+One step:
+
+1. sample one answer per problem (``batch_size`` problems) from the current policy;
+2. per-token rewards: the verifier's mark on the answer's last token, and — when
+   ``kl_in_reward`` — minus ``beta`` × a per-token estimate of KL(π ‖ π_ref) on every token
+   (InstructGPT's shaped reward; ``kl_kind`` names the estimator, k1 by default);
+3. values ``V(s_t)`` of every prefix from the critic, and :func:`rlcore.gae` over tokens
+   (γ = ``gamma``, λ = ``lam``); advantages are whitened over the batch;
+4. ``epochs`` passes of minibatch updates: :func:`rlcore.ppo_clip_loss` for the policy,
+   :func:`rlcore.value_loss` (optionally clipped) for the critic; with ``kl_in_reward=False``
+   and ``beta > 0`` the k3 KL goes into the loss instead (as GRPO does).
+
+**The critic** is a separate small network: the fifth grader's transformer trunk, copied, with a
+fresh scalar head (:class:`ValueModel`). A separate copy keeps the policy's and the critic's
+gradients from fighting over shared weights, costs one more forward pass, and is what
+InstructGPT did (its value model starts from the reward model). ``V(s_t)`` is read at the
+position that has seen the prompt and the tokens before ``t``.
+
+Every answer ends with the verifier's grade: an answer cut at ``max_new_tokens`` is scored
+(with the no-answer penalty) like any other, so no row is bootstrapped (``last_value`` unused).
+
+Reference: Schulman et al. 2017 (PPO); Schulman et al. 2015 (GAE); Ouyang et al. 2022
+(InstructGPT's per-token KL penalty).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ._checks import check_choice
+from .advantages import gae
+from .evaluation import accuracy
+from .kl import KL_KINDS, kl_estimate
+from .losses import ppo_clip_loss, value_loss
+from .masked import aggregate, masked_mean, whiten
+from .grpo import frozen_copy
+from .rollout import Rollout, _position_ids, generate, response_forward, response_logprobs
+from .tokens import token_logprobs
+from .tasks import AdditionTask, verify_batch
+
+__all__ = ["PPOConfig", "ValueModel", "train_ppo", "token_rewards", "explained_variance"]
+
+
+@dataclass
+class PPOConfig:
+    steps: int = 200
+    batch_size: int = 64
+    lr: float = 3e-4
+    critic_lr: float = 1e-3
+    gamma: float = 1.0
+    lam: float = 0.95
+    beta: float = 0.02  # KL strength; 0 turns the KL term off
+    kl_in_reward: bool = True  # True: -beta*KL in the per-token reward; False: beta*k3 in the loss
+    kl_kind: str = "k1"  # estimator used in the reward
+    clip_eps: float = 0.2
+    value_clip_eps: Optional[float] = None
+    epochs: int = 2
+    minibatches: int = 2
+    whiten_advantages: bool = True
+    temperature: float = 1.0
+    max_new_tokens: int = 12
+    no_answer_penalty: float = 0.1
+    eval_every: int = 10
+    eval_size: int = 500
+    seed: int = 0
+
+
+class ValueModel(nn.Module):
+    """A critic: a causal transformer trunk and a linear head giving one value per position."""
+
+    def __init__(self, trunk: nn.Module, hidden_size: int):
+        super().__init__()
+        self.trunk = trunk
+        self.head = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    @classmethod
+    def from_policy(cls, policy) -> "ValueModel":
+        """Copy the policy's trunk (``policy.model``) and add a zero-initialised head."""
+        return cls(copy.deepcopy(policy.model), policy.config.hidden_size)
+
+    def forward(self, rollout: Rollout) -> torch.Tensor:
+        """``V(s_t)`` for every response token, ``[B, R]`` (0 on padding)."""
+        ids = torch.cat([rollout.prompt_ids, rollout.response_ids], dim=1)  # (B, P + R)
+        attn = torch.cat([rollout.prompt_mask, rollout.response_mask], dim=1).long()
+        hidden = self.trunk(input_ids=ids, attention_mask=attn, position_ids=_position_ids(attn)).last_hidden_state
+        P, R = rollout.prompt_ids.shape[1], rollout.response_ids.shape[1]
+        values = self.head(hidden[:, P - 1 : P - 1 + R]).squeeze(-1)  # (B, R): state before token t
+        return values * rollout.response_mask
+
+
+def token_rewards(marks: torch.Tensor, mask: torch.Tensor, kl: Optional[torch.Tensor] = None,
+                  beta: float = 0.0) -> torch.Tensor:
+    """Per-token rewards ``[B, R]``: the mark on each row's last real token, minus ``beta·kl`` on
+    every real token (when ``kl`` is given)."""
+    B, R = mask.shape
+    rewards = torch.zeros(B, R, dtype=torch.float32)
+    last = mask.sum(1) - 1  # (B,) index of the last real token
+    rewards[torch.arange(B), last.clamp(min=0)] = marks.float()
+    if kl is not None and beta > 0:
+        rewards = rewards - beta * kl.float()
+    return rewards * mask
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """``1 − Var[returns − values] / Var[returns]`` over real tokens: 1 is a perfect critic, 0 no better
+    than a constant."""
+    v, r = values[mask].double(), returns[mask].double()
+    var = r.var()
+    return float("nan") if var == 0 else float(1 - (r - v).var() / var)
+
+
+def train_ppo(model, tokenizer, task: AdditionTask, config: PPOConfig = PPOConfig(), *,
+              critic: Optional[ValueModel] = None, progress: bool = True,
+              max_seconds: Optional[float] = None, stop_at_accuracy: Optional[float] = None) -> dict:
+    """Train ``model`` in place with PPO; return the history and the trained critic.
+
+    Each history entry has ``step``, ``samples``, ``seconds`` and the step's ``reward`` (mean
+    mark), ``clip_frac``, ``approx_kl`` (between the sampling and the updated policy),
+    ``kl_ref`` (mean per-token k3 to the reference), ``explained_variance`` of the critic,
+    ``entropy`` (of the sampled tokens' distributions, per token), ``response_length`` and the
+    losses; every ``eval_every`` steps also ``accuracy`` (greedy, held-out).
+    """
+    check_choice(config.kl_kind, "kl_kind", KL_KINDS)
+    heldout = task.heldout[: config.eval_size]
+    device = next(model.parameters()).device
+    reference = frozen_copy(model)
+    critic = (critic or ValueModel.from_policy(model)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    critic_opt = torch.optim.Adam(critic.parameters(), lr=config.critic_lr)
+    batches = task.stream(config.batch_size, seed=config.seed)
+    torch.manual_seed(config.seed)
+    history = [{"step": 0, "samples": 0, "seconds": 0.0, "accuracy": accuracy(model, tokenizer, heldout)}]
+    samples, train_seconds = 0, 0.0
+    bar = tqdm(range(1, config.steps + 1), desc="ppo", disable=not progress)
+    for step in bar:
+        t0 = time.perf_counter()
+        problems = next(batches)
+        ro = generate(model, tokenizer, [p.prompt for p in problems], temperature=config.temperature,
+                      max_new_tokens=config.max_new_tokens, seed=config.seed * 1_000_003 + step,
+                      compute_logp=False)
+        marks = torch.tensor(verify_batch(ro.texts, problems, no_answer_penalty=config.no_answer_penalty))
+        mask = ro.response_mask
+        with torch.no_grad():
+            old_logp = response_logprobs(model, ro)  # (B, R)
+            ref_logp = response_logprobs(reference, ro)
+            old_values = critic(ro)  # (B, R)
+            kl_reward = kl_estimate(old_logp, ref_logp, kind=config.kl_kind) * mask
+            rewards = token_rewards(marks, mask, kl_reward if config.kl_in_reward else None, config.beta)
+            advantages, returns = gae(rewards, old_values, gamma=config.gamma, lam=config.lam, mask=mask)
+            if config.whiten_advantages:
+                advantages = whiten(advantages, mask)
+        stats = _update(model, critic, opt, critic_opt, ro, old_logp, ref_logp, old_values,
+                        advantages, returns, config)
+        samples += len(problems)
+        train_seconds += time.perf_counter() - t0
+        entry = {
+            "step": step, "samples": samples, "seconds": train_seconds,
+            "reward": marks.mean().item(),
+            "kl_ref": masked_mean(kl_estimate(old_logp, ref_logp, kind="k3"), mask).item(),
+            "explained_variance": explained_variance(old_values, returns, mask),
+            "response_length": ro.lengths.float().mean().item(),
+            **stats,
+        }
+        last = step == config.steps or (max_seconds is not None and train_seconds >= max_seconds)
+        if step % config.eval_every == 0 or last:
+            entry["accuracy"] = accuracy(model, tokenizer, heldout)
+            bar.set_postfix(acc=f"{entry['accuracy']:.2f}", reward=f"{entry['reward']:.2f}")
+            if stop_at_accuracy is not None and entry["accuracy"] >= stop_at_accuracy:
+                last = True
+        history.append(entry)
+        if last:
+            break
+    model.eval()
+    critic.eval()
+    return {"history": history, "config": asdict(config), "samples": samples,
+            "wall_seconds": train_seconds, "critic": critic, "reference": reference}
+
+
+def _update(model, critic, opt, critic_opt, ro, old_logp, ref_logp, old_values, advantages, returns,
+            config: PPOConfig) -> dict:
+    logs = {"policy_loss": [], "value_loss": [], "clip_frac": [], "approx_kl": [], "entropy": []}
+    model.train()
+    critic.train()
+    g = torch.Generator().manual_seed(config.seed)
+    for _ in range(config.epochs):
+        for idx in torch.randperm(len(ro), generator=g).chunk(config.minibatches):
+            sub = ro.select(idx)
+            mask = sub.response_mask
+            logits = _response_logits(model, sub)  # (n, R, V)
+            logp = token_logprobs(logits, sub.response_ids) * mask
+            out = ppo_clip_loss(logp, old_logp[idx], advantages[idx], mask, clip_eps=config.clip_eps)
+            loss = out.loss
+            if not config.kl_in_reward and config.beta > 0:
+                loss = loss + config.beta * aggregate(kl_estimate(logp, ref_logp[idx], kind="k3"), mask)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            values = critic(sub)
+            vloss = value_loss(values, old_values[idx], returns[idx], mask, clip_eps=config.value_clip_eps)
+            critic_opt.zero_grad(set_to_none=True)
+            vloss.backward()
+            critic_opt.step()
+            with torch.no_grad():
+                probs = torch.softmax(logits.detach() / ro.temperature, dim=-1)
+                entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)  # (n, R)
+            logs["policy_loss"].append(out.loss.item())
+            logs["value_loss"].append(vloss.item())
+            logs["clip_frac"].append(out.clip_frac.item())
+            logs["approx_kl"].append(out.approx_kl.item())
+            logs["entropy"].append(masked_mean(entropy, mask).item())
+    return {k: sum(v) / len(v) for k, v in logs.items()}
+
+
+def _response_logits(model, ro: Rollout) -> torch.Tensor:
+    logits = response_forward(model, ro.prompt_ids, ro.prompt_mask, ro.response_ids, ro.response_mask)
+    return logits / ro.temperature if ro.temperature != 1.0 else logits
