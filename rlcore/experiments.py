@@ -35,17 +35,17 @@ from .tasks import AdditionTask
 __all__ = ["DEFAULT_TASK", "make_task", "run_sft", "run_reinforce", "run_ppo", "run_grpo",
            "CHAPTER1_REINFORCE", "CHAPTER7_PPO", "CHAPTER8_GRPO", "main"]
 
-#: The book's task: 3-digit addition, 500 fixed held-out problems.
+#: The book's task, 3-digit addition with 500 fixed held-out problems.
 DEFAULT_TASK = dict(digits=3, heldout_size=500, heldout_seed=1234)
 
-#: Chapter 1's run: the story's update, +1 for right and -1 for wrong, one answer per problem.
+#: Chapter 1's run, the story's update (+1 for right and -1 for wrong, one answer per problem).
 CHAPTER1_REINFORCE = ReinforceConfig(steps=200, batch_size=64, lr=1e-4, baseline="sign", eval_every=10)
 
 
-#: Chapter 7's run: PPO with a critic, GAE over tokens and a per-token KL penalty in the reward.
+#: Chapter 7's run, PPO with a critic, GAE over tokens and a per-token KL penalty in the reward.
 CHAPTER7_PPO = PPOConfig(steps=200, batch_size=64, lr=3e-4, lam=0.95, beta=0.02, eval_every=10)
 
-#: Chapter 8's headline run: GRPO, 16 problems x 8 answers per step.
+#: Chapter 8's headline run, GRPO with 16 problems x 8 answers per step.
 CHAPTER8_GRPO = GRPOConfig(steps=300, prompts_per_step=16, group_size=8, lr=3e-4, eval_every=10)
 
 

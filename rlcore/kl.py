@@ -9,6 +9,7 @@ from ._checks import check_choice, check_same_shape, compute_dtype, float_tensor
 __all__ = ["kl_estimate", "KL_KINDS"]
 
 KL_KINDS = ("k1", "k2", "k3")
+"""The estimator names :func:`rlcore.kl_estimate` accepts."""
 
 
 def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, *, kind: str = "k3") -> torch.Tensor:

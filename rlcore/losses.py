@@ -21,6 +21,7 @@ from .masked import AGG_MODES, aggregate
 __all__ = ["PPOLoss", "DPOLoss", "ppo_clip_loss", "value_loss", "dpo_loss", "DPO_LOSS_TYPES"]
 
 DPO_LOSS_TYPES = ("sigmoid", "ipo", "hinge")
+"""The ``loss_type`` names :func:`rlcore.dpo_loss` accepts (TRL's)."""
 
 
 class PPOLoss(NamedTuple):

@@ -21,6 +21,7 @@ AGG_MODES = (
     "seq-mean-token-sum",
     "seq-mean-token-sum-norm",
 )
+"""The aggregation modes :func:`rlcore.aggregate` accepts (verl's names)."""
 
 
 def _upcast(x: torch.Tensor) -> torch.Tensor:

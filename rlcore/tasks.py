@@ -55,7 +55,7 @@ class Problem:
 
     @property
     def target(self) -> str:
-        """The full supervised response: scratch work, marker, answer (``"2310#132"``)."""
+        """The full supervised response, scratch work then marker then answer (``"2310#132"``)."""
         return f"{self.scratch}{MARKER}{self.answer}"
 
 

@@ -1,0 +1,82 @@
+"""Checks on the book itself: the API page documents every public name, the notebooks are
+committed clean, and the configuration has what the README promises."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import rlcore
+
+ROOT = Path(__file__).resolve().parents[1]
+API_PAGE = ROOT / "chapters" / "api.md"
+NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
+
+
+def documented_names() -> set[str]:
+    text = API_PAGE.read_text()
+    return set(re.findall(r"\.\. auto(?:function|class|data):: rlcore\.(\w+)", text))
+
+
+def test_every_public_name_is_documented():
+    missing = sorted(set(rlcore.__all__) - documented_names())
+    assert not missing, f"chapters/api.md does not document: {missing}"
+
+
+def test_every_documented_name_exists():
+    stale = sorted(name for name in documented_names() if not hasattr(rlcore, name))
+    assert not stale, f"chapters/api.md documents names rlcore no longer has: {stale}"
+
+
+def test_every_public_name_is_importable():
+    for name in rlcore.__all__:
+        assert getattr(rlcore, name) is not None
+
+
+def test_toc_lists_only_existing_files():
+    toc = (ROOT / "_toc.yml").read_text()
+    for entry in re.findall(r"(?:root|file):\s*(\S+)", toc):
+        candidates = [ROOT / f"{entry}{ext}" for ext in (".md", ".ipynb")]
+        assert any(c.exists() for c in candidates), f"_toc.yml lists {entry}, which does not exist"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebooks_are_committed_without_outputs(path):
+    nb = json.loads(path.read_text())
+    dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
+    assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them (the book executes notebooks)"
+
+
+def test_every_cited_key_is_in_the_bibliography():
+    bib = (ROOT / "references.bib").read_text()
+    keys = set(re.findall(r"@\w+\{([^,]+),", bib))
+    sources = list((ROOT / "chapters").glob("*.md")) + NOTEBOOKS
+    cited = set()
+    for src in sources:
+        for group in re.findall(r"\{cite[tp]?\}`([^`]+)`", src.read_text()):
+            cited.update(k.strip() for k in group.split(","))
+    assert cited <= keys, f"cited but not in references.bib: {sorted(cited - keys)}"
+
+
+def test_every_rlcore_module_is_on_the_api_page():
+    """Each public module (one with __all__) is autodocumented, so its names reach the reader."""
+    import importlib
+    import pkgutil
+
+    text = API_PAGE.read_text()
+    contract = set(rlcore.__all__)
+    missing = []
+    for info in pkgutil.iter_modules(rlcore.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"rlcore.{info.name}")
+        names = set(getattr(module, "__all__", ()))
+        if f".. automodule:: rlcore.{info.name}" in text:
+            continue
+        for name in sorted(names - contract):
+            if f":: rlcore.{info.name}.{name}" not in text:
+                missing.append(f"rlcore.{info.name}.{name}")
+    assert not missing, f"chapters/api.md documents neither these names nor their modules: {missing}"
