@@ -24,8 +24,11 @@ test: unit notebooks
 unit: $(STAMP)
 	$(PY) -m pytest tests
 
+# nbval runs every notebook; each one that passes is stored in the book's execution cache,
+# so a following `make book` renders it without running it again (tests/nbval_cache.py).
 notebooks: $(STAMP)
-	$(PY) -m pytest --nbval-lax -p no:cacheprovider chapters
+	$(PY) -m pytest --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider \
+		-p tests.nbval_cache --nb-cache _build/.jupyter_cache chapters
 
 ## make serve: read the built book at http://localhost:8000
 serve:
