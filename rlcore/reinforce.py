@@ -44,7 +44,7 @@ class ReinforceConfig:
     steps: int = 200
     batch_size: int = 64  # problems per step
     group_size: int = 1  # answers per problem (rloo needs >= 2)
-    lr: float = 1e-3
+    lr: float = 1e-4
     baseline: str = "sign"
     temperature: float = 1.0
     max_new_tokens: int = 12
@@ -71,7 +71,7 @@ def train_reinforce(model, tokenizer, task: AdditionTask, config: ReinforceConfi
     batches = task.stream(config.batch_size, seed=config.seed)
     torch.manual_seed(config.seed)
     acc0 = accuracy(model, tokenizer, heldout)
-    history = [{"step": 0, "samples": 0, "seconds": 0.0, "accuracy": acc0, "reward": float("nan")}]
+    history = [{"step": 0, "samples": 0, "seconds": 0.0, "accuracy": acc0}]
     samples, train_seconds = 0, 0.0
     bar = tqdm(range(1, config.steps + 1), desc=f"reinforce[{config.baseline}]", disable=not progress)
     for step in bar:
