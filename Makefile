@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test unit notebooks serve clean
+.PHONY: book test unit notebooks browser chromium serve clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,17 +18,45 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "Built: _build/html/index.html   (read it with: make serve)"
 
-## make test: unit tests for rlcore, then every chapter notebook under nbval.
+## make test: unit tests for rlcore, every chapter notebook under nbval, then the built book
+## opened page by page in headless Chromium (tests/test_browser.py).
 test: unit notebooks
+	@$(MAKE) --no-print-directory browser
 
 unit: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --ignore=tests/test_browser.py
 
 # nbval runs every notebook; each one that passes is stored in the book's execution cache,
 # so a following `make book` renders it without running it again (tests/nbval_cache.py).
 notebooks: $(STAMP)
 	$(PY) -m pytest --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider \
 		-p tests.nbval_cache --nb-cache _build/.jupyter_cache chapters
+
+# Build the book (the notebooks come from the execution cache nbval just filled, so nothing runs
+# twice), then open every page in headless Chromium: math typeset, figures shown, no tracebacks.
+# Full-page screenshots land in _build/screenshots/. Skipped, saying why, without Chromium.
+browser: $(STAMP) chromium
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(PY) -m pytest -p no:cacheprovider tests/test_browser.py
+
+# Install Chromium where we can (root or password-less sudo, with apt); otherwise say so and go on.
+CHROMIUM_BINS := chromium chromium-browser google-chrome google-chrome-stable
+chromium:
+	@found="$$CHROMIUM"; for b in $(CHROMIUM_BINS); do [ -n "$$found" ] || found=$$(command -v $$b || true); done; \
+	if [ -n "$$found" ]; then \
+		:; \
+	elif ! command -v apt-get >/dev/null; then \
+		echo "Chromium not found and apt-get is not available: the browser test will be skipped."; \
+	elif [ "$$(id -u)" != 0 ] && ! sudo -n true 2>/dev/null; then \
+		echo "Chromium not found (sudo apt-get install chromium): the browser test will be skipped."; \
+	else \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; export DEBIAN_FRONTEND=noninteractive; \
+		echo "Installing Chromium for the browser test: apt-get install chromium"; \
+		$$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+		|| { $$SUDO apt-get update -qq >/dev/null 2>&1 \
+		     && $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; } \
+		|| echo "Could not install Chromium: the browser test will be skipped."; \
+	fi
 
 ## make serve: read the built book at http://localhost:8000
 serve:
