@@ -4,11 +4,13 @@
     python -m rlcore.experiments reinforce  [--seed N] [--steps N] [--device cpu|cuda]
     python -m rlcore.experiments ppo        [--seed N] [--steps N] [--device cpu|cuda]
     python -m rlcore.experiments grpo       [--seed N | --seeds 0 1 2] [--steps N] [--device cpu|cuda]
+    python -m rlcore.experiments dpo        [--online | --offline] [--seed N | --seeds 0 1 2] [--steps N]
 
 A tqdm bar goes to stderr; the last line on stdout is one JSON object with at least
 ``accuracy_before`` and ``accuracy_after`` (held-out, greedy, 0–1), ``samples`` (answers
 generated) and ``wall_seconds``. The defaults reproduce the book's figures, and the chapters
-call the same functions (:func:`run_sft`, :func:`run_reinforce`, :func:`run_ppo`, :func:`run_grpo`).
+call the same functions (:func:`run_sft`, :func:`run_reinforce`, :func:`run_ppo`, :func:`run_grpo`,
+:func:`run_dpo`).
 With ``--seeds`` the JSON line holds one result per seed plus their mean and standard deviation.
 """
 
@@ -24,6 +26,7 @@ from typing import Optional
 
 import torch
 
+from .dpo import DPOConfig, train_dpo
 from .evaluation import accuracy
 from .grpo import GRPOConfig, train_grpo
 from .ppo import PPOConfig, train_ppo
@@ -32,8 +35,8 @@ from .reinforce import ReinforceConfig, train_reinforce
 from .sft import SFTConfig, train_sft
 from .tasks import AdditionTask
 
-__all__ = ["DEFAULT_TASK", "make_task", "run_sft", "run_reinforce", "run_ppo", "run_grpo",
-           "CHAPTER1_REINFORCE", "CHAPTER7_PPO", "CHAPTER8_GRPO", "main"]
+__all__ = ["DEFAULT_TASK", "make_task", "run_sft", "run_reinforce", "run_ppo", "run_grpo", "run_dpo",
+           "CHAPTER1_REINFORCE", "CHAPTER7_PPO", "CHAPTER8_GRPO", "CHAPTER9_DPO", "main"]
 
 #: The book's task, 3-digit addition with 500 fixed held-out problems.
 DEFAULT_TASK = dict(digits=3, heldout_size=500, heldout_seed=1234)
@@ -42,11 +45,18 @@ DEFAULT_TASK = dict(digits=3, heldout_size=500, heldout_seed=1234)
 CHAPTER1_REINFORCE = ReinforceConfig(steps=200, batch_size=64, lr=1e-4, baseline="sign", eval_every=10)
 
 
-#: Chapter 7's run, PPO with a critic, GAE over tokens and a per-token KL penalty in the reward.
-CHAPTER7_PPO = PPOConfig(steps=200, batch_size=64, lr=3e-4, lam=0.95, beta=0.02, eval_every=10)
+#: Chapter 7's run, PPO with a critic, GAE over tokens (λ = 0.95) and a per-token k1 KL penalty in
+#: the reward (β = 0.05): 100 steps of 64 answers, two epochs of two minibatches, gradients clipped to norm 1.
+CHAPTER7_PPO = PPOConfig(steps=100, batch_size=64, lr=3e-4, lam=0.95, beta=0.05, eval_every=10)
 
 #: Chapter 8's headline run, GRPO with 16 problems x 8 answers per step.
 CHAPTER8_GRPO = GRPOConfig(steps=300, prompts_per_step=16, group_size=8, lr=3e-4, eval_every=10)
+
+#: Chapter 9's run, DPO on verifier-judged pairs (a right answer preferred to a wrong one to the
+#: same problem), re-sampled from the current policy every step ("online"; the chapter measures
+#: it against offline DPO on one fixed set of pairs from the fifth grader).
+CHAPTER9_DPO = DPOConfig(steps=60, pairs_per_step=32, samples_per_prompt=8, lr=1e-4, beta=0.1,
+                         loss_type="sigmoid", online=True, eval_every=10)
 
 
 def make_task() -> AdditionTask:
@@ -121,6 +131,19 @@ def run_grpo(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu",
                    max_seconds=max_seconds, stop_at_accuracy=stop_at_accuracy)
 
 
+def run_dpo(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu",
+            config: DPOConfig = CHAPTER9_DPO, online: Optional[bool] = None, progress: bool = True,
+            max_seconds: Optional[float] = None, stop_at_accuracy: Optional[float] = None) -> dict:
+    """Chapter 9: DPO from the shipped fifth grader; ``online`` overrides ``config.online``
+    (``True``: pairs re-sampled from the current policy; ``False``: one fixed set)."""
+    if online is not None:
+        config = replace(config, online=online)
+    result = _run_rl("dpo", train_dpo, config, seed=seed, steps=steps, device=device, progress=progress,
+                     max_seconds=max_seconds, stop_at_accuracy=stop_at_accuracy)
+    result["online"] = config.online
+    return result
+
+
 def _summarise(results: list[dict]) -> dict:
     import statistics
 
@@ -138,13 +161,18 @@ def _summarise(results: list[dict]) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlcore.experiments", description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", choices=["sft", "reinforce", "ppo", "grpo"])
+    parser.add_argument("name", choices=["sft", "reinforce", "ppo", "grpo", "dpo"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds: mean and spread")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the book's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", type=Path, default=None, help="sft: where to save (default: the package)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    pairs = parser.add_mutually_exclusive_group()
+    pairs.add_argument("--online", dest="online", action="store_true", default=None,
+                       help="dpo: re-sample pairs from the current policy (the default)")
+    pairs.add_argument("--offline", dest="online", action="store_false",
+                       help="dpo: one fixed set of pairs sampled from the fifth grader")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -153,10 +181,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         result = run_sft(seed=args.seed, steps=args.steps, device=args.device,
                          out=args.out or FIFTH_GRADER_DIR)
     else:
-        runner = {"reinforce": run_reinforce, "ppo": run_ppo, "grpo": run_grpo}[args.name]
+        runner = {"reinforce": run_reinforce, "ppo": run_ppo, "grpo": run_grpo, "dpo": run_dpo}[args.name]
+        options = {"online": args.online} if args.name == "dpo" else {}
         runs = []
         for seed in args.seeds or [args.seed]:
-            run = runner(seed=seed, steps=args.steps, device=args.device)
+            run = runner(seed=seed, steps=args.steps, device=args.device, **options)
             run.pop("model", None)
             run.pop("extras", None)
             runs.append(run)
