@@ -137,9 +137,11 @@ def value_loss(
 
     .. math::
 
-        \ell_t = \tfrac12 (V_t - R_t)^2
-        \quad\text{or, clipped,}\quad
-        \ell_t = \tfrac12 \max\big((V_t - R_t)^2,\ (V^\text{old}_t + \operatorname{clip}(V_t - V^\text{old}_t, -\epsilon, \epsilon) - R_t)^2\big).
+        \ell_t &= \tfrac12 (V_t - R_t)^2 \quad\text{or, clipped,} \\
+        \ell_t &= \tfrac12 \max\big((V_t - R_t)^2,\ (V^\text{clip}_t - R_t)^2\big),
+        \quad\text{where} \\
+        V^\text{clip}_t &= V^\text{old}_t
+        + \operatorname{clip}(V_t - V^\text{old}_t, -\epsilon, \epsilon).
 
     Args:
       values: ``[B, T]`` the critic's current predictions (carry the gradient).
