@@ -18,8 +18,8 @@ from ._checks import (
     compute_dtype,
     float_tensor,
 )
-from .returns import _steps
-from .scan import reverse_linear_scan
+from .returns import _check_finite_later, _inputs
+from .scan import _break_positions, _find_breaks, _scan_with_breaks
 
 __all__ = ["gae", "group_advantages", "rloo_advantages"]
 
@@ -44,7 +44,7 @@ def gae(
 
     with the sum stopped at the end of each episode. λ = 0 gives the TD residual
     :math:`\delta_t`; λ = 1 gives :math:`G_t - V(s_t)` (reward-to-go minus the baseline).
-    Computed by a log-depth associative scan (``rlcore.scan``), not a loop over time.
+    Computed by a log-depth blocked scan (``rlcore.scan``), not a loop over time.
 
     Args:
       rewards: ``[B, T]`` rewards ``r_t``.
@@ -65,10 +65,38 @@ def gae(
     """
     gamma = check_unit_interval(gamma, "gamma")
     lam = check_unit_interval(lam, "lam")
-    s = _steps(rewards, values, dones=dones, mask=mask, last_value=last_value)
-    deltas = s.rewards + gamma * s.next_values - s.values  # (B, T), 0 on padding
-    advantages = reverse_linear_scan(deltas, (gamma * lam) * s.cont) * s.real
-    return advantages, advantages + s.values
+    x = _inputs(rewards, values, dones=dones, mask=mask, last_value=last_value, finite_later=True)
+    r, v, real = x.rewards, x.values, x.real
+    T = r.shape[1]
+    # δ_t = (r_t − V_t) + γ V_{t+1}, every term 0 on padding (a real t+1 implies a real t);
+    # at T−1 the bootstrap is γ last_value on real rows.
+    deltas = r - v  # (B, T)
+    if real is not None:
+        deltas.mul_(real)
+    if T > 1:
+        if real is None:
+            deltas[:, :-1].add_(v[:, 1:], alpha=gamma)
+        else:
+            deltas[:, :-1].addcmul_(real[:, 1:], v[:, 1:], value=gamma)
+    if T and x.last_value is not None:
+        if real is None:
+            deltas[:, -1].add_(x.last_value, alpha=gamma)
+        else:
+            deltas[:, -1].addcmul_(real[:, -1], x.last_value, value=gamma)
+    breaks = None if x.dones is None or not T else _find_breaks(x.dones)
+    if breaks is not None:  # a done step does not bootstrap: δ_t = r_t − V_t there
+        at = _break_positions(breaks, T)  # (m,) flat positions b·T + t of the dones
+        no_bootstrap = r.take(at) - v.take(at)
+        deltas.put_(at, no_bootstrap if real is None else no_bootstrap * real.take(at))
+    _check_finite_later(deltas, rewards, values)  # a nan or inf in r or V reaches δ
+    # A_t = δ_t + γλ (1 − done_t) A_{t+1}. Padded steps have δ = 0, so they add exactly 0 to
+    # the last real step and come out 0 themselves: only dones need to cut the scan.
+    advantages = _scan_with_breaks(deltas, gamma * lam, breaks)
+    if real is None:
+        return advantages, advantages + v
+    if torch.is_grad_enabled() and (advantages.requires_grad or v.requires_grad):
+        return advantages, torch.addcmul(advantages, v, real)
+    return advantages, torch.addcmul(advantages, v, real, out=deltas)  # reuse δ's memory
 
 
 def _group_view(rewards, group_size, name="rewards") -> tuple[torch.Tensor, int]:
@@ -85,11 +113,11 @@ def group_advantages(
 
     .. math::
 
-        A_i = \frac{r_i - \operatorname{mean}_g(r)}{\operatorname{std}_g(r) + \epsilon}
-        \quad(\texttt{"std"}),\qquad
-        A_i = r_i - \operatorname{mean}_g(r) \quad(\texttt{"none"}),\qquad
-        A_i = \frac{r_i - \operatorname{mean}_g(r)}{\operatorname{std}(r) + \epsilon}
-        \quad(\texttt{"batch"}),
+        A_i &= \frac{r_i - \operatorname{mean}_g(r)}{\operatorname{std}_g(r) + \epsilon}
+        \quad (\texttt{"std"}), \\
+        A_i &= r_i - \operatorname{mean}_g(r) \quad (\texttt{"none"}), \\
+        A_i &= \frac{r_i - \operatorname{mean}_g(r)}{\operatorname{std}(r) + \epsilon}
+        \quad (\texttt{"batch"}),
 
     where ``g`` is the group of ``group_size`` answers to the same prompt and the standard
     deviations use Bessel's correction. A group whose answers all score the same gets 0
@@ -116,6 +144,10 @@ def group_advantages(
     eps = check_positive(eps, "eps")
     grouped, _ = _group_view(rewards, group_size)  # (P, G)
     centred = grouped - grouped.mean(dim=1, keepdim=True)  # (P, G)
+    # A group whose answers all scored the same carries no signal: exactly 0 (the mean's
+    # rounding would otherwise leave ~1e-17, which the std scaling could blow up).
+    constant = (grouped == grouped[:, :1]).all(dim=1, keepdim=True)  # (P, 1)
+    centred = centred.masked_fill(constant, 0.0)
     if scale == "std":
         centred = centred / (grouped.std(dim=1, keepdim=True) + eps)
     elif scale == "batch":

@@ -5,7 +5,8 @@ one process on the same inputs, reports medians and ratios, and checks that they
 
 ``gae`` compares, in float32 with dones and masks:
 
-* ``rlcore.gae`` — the log-depth associative scan;
+* ``rlcore.gae`` — the blocked scan of ``rlcore.scan`` (one matrix product per 16-step chunk,
+  log-depth carries between chunks);
 * ``loop`` — the per-step reversed Python loop used by TRL and CleanRL (one iteration per step);
 * ``lfilter`` — SciPy's IIR filter, Spinning Up's ``discount_cumsum`` (it cannot handle dones,
   so it gets the same-sized problem without them: a lower bound on what it would cost);
@@ -13,6 +14,10 @@ one process on the same inputs, reports medians and ratios, and checks that they
 
 ``logprobs`` compares the peak extra memory and time of ``rlcore.token_logprobs`` with the naive
 ``log_softmax(logits).gather(...)`` on logits of ``8 × 512 × 32000`` float32.
+
+Before timing ``gae`` the C allocator is brought to the state it has in a long-running training
+process (:func:`settle_allocator`); ``--cold-allocator`` skips that, and every contender then pays
+a page fault for each 4 KiB page of memory it allocates, touches and frees per call.
 """
 
 from __future__ import annotations
@@ -29,7 +34,15 @@ import torch
 from .advantages import gae
 from .tokens import token_logprobs
 
-__all__ = ["gae_loop", "discount_cumsum_lfilter", "time_call", "bench_gae", "bench_logprobs", "main"]
+__all__ = [
+    "gae_loop",
+    "discount_cumsum_lfilter",
+    "time_call",
+    "settle_allocator",
+    "bench_gae",
+    "bench_logprobs",
+    "main",
+]
 
 
 def gae_loop(rewards, values, *, gamma, lam, dones=None, mask=None, last_value=None):
@@ -76,6 +89,19 @@ def time_call(fn: Callable[[], object], *, repeats: int = 7, min_seconds: float 
     return statistics.median(times)
 
 
+def settle_allocator() -> None:
+    """Allocate and free one 31 MiB block, as a training process does all the time.
+
+    glibc's ``malloc`` serves blocks above a threshold (128 KiB at start) with fresh pages from
+    the OS and trims freed memory back to it; freeing a large block raises both thresholds (up
+    to 32 MiB). Until that has happened, a function that allocates a few MiB per call pays a
+    page fault for every page it touches, which on a small VM costs more than the arithmetic
+    being measured. This puts every contender in the steady state of a real run.
+    """
+    block = torch.empty(31 * 2**20 // 4, dtype=torch.float32)
+    del block
+
+
 def _gae_inputs(B: int, T: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     rewards = torch.randn(B, T, generator=g)
@@ -88,8 +114,11 @@ def _gae_inputs(B: int, T: int, seed: int = 0):
 
 
 def bench_gae(shapes=((256, 1024), (64, 4096), (16, 16384)), *, gamma=0.99, lam=0.95,
-              repeats: int = 7, include_loop: bool = True, out=sys.stdout) -> list[dict]:
+              repeats: int = 7, include_loop: bool = True, warm_allocator: bool = True,
+              out=sys.stdout) -> list[dict]:
     """Time rlcore.gae against the loop, lfilter and a copy; returns one dict per shape."""
+    if warm_allocator:
+        settle_allocator()
     rows = []
     for B, T in shapes:
         rewards, values, dones, mask, last_value = _gae_inputs(B, T)
@@ -187,10 +216,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlcore.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("which", choices=["gae", "logprobs", "all"])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--cold-allocator", action="store_true",
+                        help="do not settle the C allocator before timing gae (see settle_allocator)")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.which in ("gae", "all"):
-        bench_gae(repeats=args.repeats)
+        bench_gae(repeats=args.repeats, warm_allocator=not args.cold_allocator)
     if args.which in ("logprobs", "all"):
         bench_logprobs(repeats=min(args.repeats, 3))
     return 0

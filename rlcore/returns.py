@@ -13,6 +13,7 @@ Conventions shared by every function here (see the book's notation page):
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional
 
 import torch
@@ -23,11 +24,98 @@ from ._checks import (
     check_unit_interval,
     compute_dtype,
     flag_tensor,
+    flags_as_float,
     float_tensor,
 )
-from .scan import reverse_linear_scan
+from .scan import discounted_reverse_scan
 
 __all__ = ["discounted_return", "rewards_to_go", "td_residuals", "n_step_returns"]
+
+
+class _Inputs(NamedTuple):
+    """Validated arguments, cast to the compute dtype (no copy when they already are)."""
+
+    rewards: torch.Tensor  # (B, T)
+    values: Optional[torch.Tensor]  # (B, T)
+    last_value: Optional[torch.Tensor]  # (B,)
+    mask: Optional[torch.Tensor]  # (B, T) bool, trailing padding
+    real: Optional[torch.Tensor]  # (B, T) the mask as 0.0/1.0 in the compute dtype
+    dones: Optional[torch.Tensor]  # (B, T) bool
+
+
+def _inputs(
+    rewards, values=None, *, dones=None, mask=None, last_value=None, finite_later=False
+) -> _Inputs:
+    """Check every argument (in this order: rewards, values, last_value, mask, dones) and cast
+    the floats to the compute dtype. Absent optional arguments stay None: no work is spent on
+    an all-True mask or all-False dones.
+
+    ``finite_later=True`` leaves the finiteness of ``rewards`` and ``values`` to the caller
+    (:func:`_check_finite_later`, on a result that any nan or inf would spoil); an error found
+    here first still loses to a non-finite ``rewards`` or ``values`` checked before it.
+    """
+    rewards = float_tensor(rewards, "rewards", ndim=2, finite=not finite_later)
+    values_checked = False
+    try:
+        if values is not None:
+            values = float_tensor(values, "values", ndim=2, finite=not finite_later)
+            values_checked = True
+            check_same_shape(values, "values", rewards, "rewards")
+        if last_value is not None:
+            last_value = float_tensor(last_value, "last_value", ndim=1)
+            if last_value.shape[0] != rewards.shape[0]:
+                raise ValueError(
+                    f"last_value must have shape ({rewards.shape[0]},) to match rewards "
+                    f"{tuple(rewards.shape)}, got {tuple(last_value.shape)}"
+                )
+        dtype = compute_dtype(rewards, values, last_value)
+        real = None
+        if mask is not None:
+            mask = flag_tensor(mask, "mask", rewards.shape)
+            real = flags_as_float(mask, dtype)
+            check_trailing_mask(mask, "mask", as_float=real)
+        if dones is not None:
+            dones = flag_tensor(dones, "dones", rewards.shape)
+    except ValueError:
+        if finite_later:  # the checks that came first in order
+            float_tensor(rewards, "rewards")
+            if values_checked:
+                float_tensor(values, "values")
+        raise
+    return _Inputs(
+        rewards.to(dtype),
+        None if values is None else values.to(dtype),
+        None if last_value is None else last_value.to(dtype),
+        mask,
+        real,
+        dones,
+    )
+
+
+def _check_finite_later(result: torch.Tensor, rewards, values) -> None:
+    """The finiteness checks ``_inputs(..., finite_later=True)`` skipped, from one sum.
+
+    ``result`` must be non-finite whenever ``rewards`` or ``values`` are (a nan or inf survives
+    every sum and product, even a product with 0); only then are the inputs checked one by one,
+    with the usual errors. A finite input that merely overflowed ``result`` passes.
+    """
+    if result.numel() and not math.isfinite(result.sum().item()):
+        float_tensor(rewards, "rewards")
+        if values is not None:
+            float_tensor(values, "values")
+
+
+def _bootstrap(x: _Inputs) -> Optional[torch.Tensor]:
+    """``(B,)`` the value after the last column, ``last_value`` where the row is real and not
+    done at ``T - 1``, else 0; None when there is nothing to add."""
+    if x.last_value is None or x.rewards.shape[1] == 0:
+        return None
+    tail = x.last_value
+    if x.real is not None:
+        tail = tail * x.real[:, -1]
+    if x.dones is not None:
+        tail = tail.masked_fill(x.dones[:, -1], 0.0)
+    return tail
 
 
 class _Steps(NamedTuple):
@@ -42,35 +130,28 @@ class _Steps(NamedTuple):
 
 
 def _steps(rewards, values=None, *, dones=None, mask=None, last_value=None) -> _Steps:
-    rewards = float_tensor(rewards, "rewards", ndim=2)
-    if values is not None:
-        values = float_tensor(values, "values", ndim=2)
-        check_same_shape(values, "values", rewards, "rewards")
-    if last_value is not None:
-        last_value = float_tensor(last_value, "last_value", ndim=1)
-        if last_value.shape[0] != rewards.shape[0]:
-            raise ValueError(
-                f"last_value must have shape ({rewards.shape[0]},) to match rewards "
-                f"{tuple(rewards.shape)}, got {tuple(last_value.shape)}"
-            )
-    dtype = compute_dtype(rewards, values, last_value)
-    B, T = rewards.shape
-    real = torch.ones(B, T, dtype=torch.bool, device=rewards.device)
-    if mask is not None:
-        real = flag_tensor(mask, "mask", rewards.shape)
-        check_trailing_mask(real, "mask")
-    ends = torch.zeros(B, T, dtype=torch.bool, device=rewards.device)
-    if dones is not None:
-        ends = flag_tensor(dones, "dones", rewards.shape)
+    x = _inputs(rewards, values, dones=dones, mask=mask, last_value=last_value)
+    r, v, dtype = x.rewards, x.values, x.rewards.dtype
+    B, T = r.shape
     # Step t continues into t+1 when it is real, not done, and t+1 is real (or t = T-1).
-    real_next = torch.cat([real[:, 1:], real[:, -1:]], dim=1) if T else real
-    cont = (real & ~ends & real_next).to(dtype)
-    realf = real.to(dtype)
-    r = rewards.to(dtype) * realf
-    v = values.to(dtype) * realf if values is not None else None
-    tail = torch.zeros(B, dtype=dtype, device=rewards.device)
-    if last_value is not None and T:
-        tail = last_value.to(dtype) * cont[:, -1]
+    if x.mask is None and x.dones is None:
+        cont = torch.ones(B, T, dtype=dtype, device=r.device)
+    else:
+        flags = torch.ones(B, T, dtype=torch.bool, device=r.device) if x.mask is None else x.mask.clone()
+        if x.mask is not None and T > 1:
+            flags[:, :-1] &= x.mask[:, 1:]
+        if x.dones is not None:
+            flags &= ~x.dones
+        cont = flags_as_float(flags, dtype)
+    if x.real is None:
+        realf = torch.ones(B, T, dtype=dtype, device=r.device)
+    else:
+        realf = x.real
+        r = r * realf
+        v = None if v is None else v * realf
+    tail = torch.zeros(B, dtype=dtype, device=r.device)
+    if x.last_value is not None and T:
+        tail = x.last_value * cont[:, -1]
     next_values = None
     if v is not None:
         next_values = torch.cat([v[:, 1:], tail[:, None]], dim=1) * cont  # (B, T)
@@ -127,11 +208,14 @@ def rewards_to_go(
       reinforcement learning", Machine Learning 1992.
     """
     gamma = check_unit_interval(gamma, "gamma")
-    s = _steps(rewards, dones=dones, mask=mask, last_value=last_value)
-    a = s.rewards.clone()
-    if a.shape[1]:
-        a[:, -1] += gamma * s.tail
-    return reverse_linear_scan(a, gamma * s.cont) * s.real
+    x = _inputs(rewards, dones=dones, mask=mask, last_value=last_value)
+    # Rewards on padding are 0, so a padded tail adds exactly 0 to G: the scan needs to stop
+    # only at dones, and padded positions come out 0.
+    a = x.rewards.clone() if x.real is None else x.rewards * x.real  # (B, T)
+    tail = _bootstrap(x)
+    if tail is not None:
+        a[:, -1] += gamma * tail
+    return discounted_reverse_scan(a, gamma, dones=x.dones)
 
 
 def td_residuals(
@@ -209,7 +293,7 @@ def n_step_returns(
     a = r.clone()
     if T:
         a[:, -1] += gamma * s.tail.to(wide)
-    G = reverse_linear_scan(a, gamma * cont)  # (B, T) full reward-to-go
+    G = discounted_reverse_scan(a, gamma, dones=cont == 0)  # (B, T) full reward-to-go
     if n < T:
         # breaks[t] = number of episode ends among steps < t; the window t..t+n-1 is
         # unbroken when breaks[t+n] == breaks[t].
