@@ -5,6 +5,7 @@
     python -m rlcore.experiments ppo        [--seed N] [--steps N] [--device cpu|cuda]
     python -m rlcore.experiments grpo       [--seed N | --seeds 0 1 2] [--steps N] [--device cpu|cuda]
     python -m rlcore.experiments dpo        [--online | --offline] [--seed N | --seeds 0 1 2] [--steps N]
+    python -m rlcore.experiments compare    [--seeds 0 1 2] [--budget N] [--methods NAME ...] [--out PATH]
 
 A tqdm bar goes to stderr; the last line on stdout is one JSON object with at least
 ``accuracy_before`` and ``accuracy_after`` (held-out, greedy, 0–1), ``samples`` (answers
@@ -12,6 +13,8 @@ generated) and ``wall_seconds``. The defaults reproduce the book's figures, and 
 call the same functions (:func:`run_sft`, :func:`run_reinforce`, :func:`run_ppo`, :func:`run_grpo`,
 :func:`run_dpo`).
 With ``--seeds`` the JSON line holds one result per seed plus their mean and standard deviation.
+``compare`` runs every method on one budget of sampled answers (chapter 10, :mod:`rlcore.compare`),
+writes the results file and prints one summary per method.
 """
 
 from __future__ import annotations
@@ -163,19 +166,28 @@ def _summarise(results: list[dict]) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlcore.experiments", description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", choices=["sft", "reinforce", "ppo", "grpo", "dpo"])
+    parser.add_argument("name", choices=["sft", "reinforce", "ppo", "grpo", "dpo", "compare"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds: mean and spread")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the book's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--out", type=Path, default=None, help="sft: where to save (default: the package)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="sft, compare: where to save (default: inside the package)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     pairs = parser.add_mutually_exclusive_group()
     pairs.add_argument("--online", dest="online", action="store_true", default=None,
                        help="dpo: re-sample pairs from the current policy (the default)")
     pairs.add_argument("--offline", dest="online", action="store_false",
                        help="dpo: one fixed set of pairs sampled from the fifth grader")
+    parser.add_argument("--budget", type=int, default=None, help="compare: answers sampled per run")
+    parser.add_argument("--methods", nargs="+", default=None, help="compare: which methods (default: all)")
+    parser.add_argument("--eval-samples", type=int, default=None,
+                        help="compare: evaluate about every this many sampled answers")
     args = parser.parse_args(argv)
+    if args.name == "compare":
+        from .compare import main_compare
+
+        return main_compare(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()

@@ -1,0 +1,401 @@
+"""Head to head: every training method of the book on the same fifth grader, task, held-out set
+and budget of sampled answers (chapter 10).
+
+    python -m rlcore.experiments compare [--seeds 0 1 2] [--budget N] [--methods NAME ...] [--out PATH]
+
+Eight methods, each the configuration its chapter uses (read from :mod:`rlcore.experiments` when
+the comparison runs, so a change to a chapter's constant reaches the comparison):
+
+* ``reinforce``: ``CHAPTER1_REINFORCE``, weights ±1, one answer per problem (chapter 1);
+* ``reinforce_baseline``: the same with the batch's mean reward subtracted (``baseline="batch"``);
+* ``rloo``: the same with a leave-one-out baseline over 4 answers per problem, and a quarter of the
+  problems, so that a step samples as many answers;
+* ``ppo``: ``CHAPTER7_PPO``, a critic, GAE over tokens, KL in the reward (chapter 7);
+* ``grpo``: ``CHAPTER8_GRPO``, group-relative advantages, no critic (chapter 8);
+* ``dr_grpo``: the same with ``loss_type="dr_grpo"`` and ``scale_rewards="none"``;
+* ``dpo_online``: ``CHAPTER9_DPO``, pairs re-sampled from the current policy (chapter 9);
+* ``dpo_offline``: the same with one fixed set of pairs sampled from the fifth grader.
+
+**The budget** is a number of answers sampled and graded. Each method's number of steps is the
+budget divided by the answers it samples per step (rounded down). Online DPO samples at least
+``prompts_per_round × samples_per_prompt`` answers per step, and more when a round gives too few
+pairs; it gets ``budget // that`` steps and its curve is cut at the budget (the loops have no
+"stop at N samples" switch, so the run may go a little past the budget; the final accuracy is the
+last evaluation within it, while KL and length are measured on the policy at the end of the run).
+Offline DPO runs as many steps as online DPO and samples its whole pool of pairs (one per step slot,
+as far as :func:`~rlcore.dpo.train_dpo`'s cap on sampling rounds allows; a smaller pool is cycled)
+from the fifth grader before its first step; its curve counts the
+answers *behind the pairs trained on so far*, the pool's cost pro-rated over the steps, so that
+offline and online DPO are compared at equal numbers of answers used (``pool_samples`` holds the
+pool's real cost).
+
+Every run evaluates held-out greedy accuracy about every ``eval_samples`` answers; afterwards, for
+every method alike, :func:`policy_kl` measures the exact per-token KL(π ‖ π_ref) to the shipped
+fifth grader and the mean length of answers the final policy samples. The results (a curve per run
+at its evaluation points, and the statistics :func:`summarise` computes) are written as JSON to
+:data:`RESULTS_PATH`, inside the package so that a chapter can load them anywhere.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import statistics
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from . import experiments as _experiments
+from .masked import masked_mean
+from .policy import ASSETS, load_policy
+from .rollout import generate, response_forward
+
+__all__ = [
+    "METHODS",
+    "DEFAULT_BUDGET",
+    "DEFAULT_SEEDS",
+    "DEFAULT_EVAL_SAMPLES",
+    "THRESHOLDS",
+    "RESULTS_PATH",
+    "method_configs",
+    "policy_kl",
+    "run_method",
+    "run_compare",
+    "summarise",
+    "time_to",
+    "mean_curve",
+    "load_results",
+    "command_line",
+    "main_compare",
+]
+
+#: The methods, in the order the chapter shows them.
+METHODS = ("reinforce", "reinforce_baseline", "rloo", "ppo", "grpo", "dr_grpo", "dpo_online", "dpo_offline")
+#: Answers sampled and graded per run.
+DEFAULT_BUDGET = 20_000
+DEFAULT_SEEDS = (0, 1, 2)
+#: Held-out accuracy is measured about every this many sampled answers.
+DEFAULT_EVAL_SAMPLES = 640
+#: Accuracy levels whose first crossing is timed (in answers and in seconds).
+THRESHOLDS = (0.8, 0.9)
+#: Where ``python -m rlcore.experiments compare`` writes its results by default.
+RESULTS_PATH = ASSETS / "results" / "compare.json"
+#: Seed of the answers :func:`policy_kl` samples after training (the same for every run).
+KL_SEED = 10_007
+RLOO_GROUP_SIZE = 4
+
+
+def _answers_per_step(runner: str, config) -> int:
+    if runner == "reinforce":
+        return config.batch_size * config.group_size
+    if runner == "ppo":
+        return config.batch_size
+    if runner == "grpo":
+        return config.prompts_per_step * config.group_size
+    return config.prompts_per_round * config.samples_per_prompt  # dpo: at least one round per step
+
+
+def method_configs(budget: int = DEFAULT_BUDGET, *, eval_samples: int = DEFAULT_EVAL_SAMPLES) -> dict:
+    """Each method's runner and configuration for a budget of ``budget`` sampled answers.
+
+    Returns:
+      A dict from each name of :data:`METHODS` (in that order) to a dict with ``runner`` (one of
+      ``"reinforce"``, ``"ppo"``, ``"grpo"``, ``"dpo"``), ``config`` (the method's config
+      dataclass) and ``answers_per_step``. In each config, ``steps`` is the budget divided by
+      ``answers_per_step``, rounded down (for DPO, whose steps may sample more, a ceiling on the
+      steps the budget allows), and ``eval_every`` is the whole number of steps closest to
+      ``eval_samples`` answers. The chapters' constants are read now, not at import.
+    """
+    if budget < 1 or eval_samples < 1:
+        raise ValueError(f"budget and eval_samples must be >= 1, got {budget} and {eval_samples}")
+    ex = _experiments
+    base = ex.CHAPTER1_REINFORCE
+    grpo = ex.CHAPTER8_GRPO
+    dpo = ex.CHAPTER9_DPO
+    rloo_problems = max(1, base.batch_size * base.group_size // RLOO_GROUP_SIZE)
+    specs = {
+        "reinforce": ("reinforce", base),
+        "reinforce_baseline": ("reinforce", replace(base, baseline="batch")),
+        "rloo": ("reinforce", replace(base, baseline="rloo", group_size=RLOO_GROUP_SIZE, batch_size=rloo_problems)),
+        "ppo": ("ppo", ex.CHAPTER7_PPO),
+        "grpo": ("grpo", grpo),
+        "dr_grpo": ("grpo", replace(grpo, loss_type="dr_grpo", scale_rewards="none")),
+        "dpo_online": ("dpo", replace(dpo, online=True)),
+        "dpo_offline": ("dpo", replace(dpo, online=False)),
+    }
+    out = {}
+    for name, (runner, config) in specs.items():
+        per_step = _answers_per_step(runner, config)
+        steps = max(1, budget // per_step)
+        eval_every = max(1, round(eval_samples / per_step))
+        out[name] = {"runner": runner, "config": replace(config, steps=steps, eval_every=eval_every),
+                     "answers_per_step": per_step}
+    return out
+
+
+@torch.no_grad()
+def policy_kl(model, reference, tokenizer, problems, *, seed: int = KL_SEED, max_new_tokens: int = 12) -> dict:
+    r"""Exact per-token KL of ``model`` from ``reference`` on answers ``model`` samples.
+
+    One answer per problem is sampled from ``model`` at temperature 1. At every real token
+    position ``t`` of it, both models' full next-token distributions give
+    :math:`\mathrm{KL}_t = \sum_v \pi(v \mid s_t) \log \frac{\pi(v \mid s_t)}{\pi_\text{ref}(v \mid s_t)}`
+    (no single-sample estimator: the sum runs over the whole vocabulary).
+
+    Returns:
+      A dict with ``kl`` (the mean of :math:`\mathrm{KL}_t` over all real tokens, in nats per
+      token), ``kl_per_answer`` (the mean over answers of :math:`\sum_t \mathrm{KL}_t`, the
+      sequence-level KL) and ``response_length`` (the mean number of real tokens per answer,
+      ``<eos>`` included).
+    """
+    ro = generate(model, tokenizer, [p.prompt for p in problems], temperature=1.0,
+                  max_new_tokens=max_new_tokens, seed=seed, compute_logp=False)
+    args = (ro.prompt_ids, ro.prompt_mask, ro.response_ids, ro.response_mask)
+    logp = torch.log_softmax(response_forward(model, *args).float(), dim=-1)  # (B, R, V)
+    ref_logp = torch.log_softmax(response_forward(reference, *args).float(), dim=-1)  # (B, R, V)
+    kl = (logp.exp() * (logp - ref_logp)).sum(-1)  # (B, R) exact KL of each next-token distribution
+    mask = ro.response_mask
+    return {
+        "kl": round(masked_mean(kl, mask).item(), 6),
+        "kl_per_answer": round((kl * mask).sum(1).mean().item(), 5),
+        "response_length": round(ro.lengths.float().mean().item(), 4),
+    }
+
+
+def time_to(curve: Sequence[dict], threshold: float) -> Optional[dict]:
+    """The first evaluation point whose accuracy is at least ``threshold``:
+    ``{"samples", "seconds", "step"}``, or ``None`` when the curve never gets there."""
+    for point in curve:
+        if point["accuracy"] >= threshold:
+            return {"samples": point["samples"], "seconds": point["seconds"], "step": point["step"]}
+    return None
+
+
+def run_method(name: str, *, seed: int = 0, budget: int = DEFAULT_BUDGET,
+               eval_samples: int = DEFAULT_EVAL_SAMPLES, steps: Optional[int] = None,
+               device: str = "cpu", progress: bool = True, final_measures: bool = True,
+               thresholds: Sequence[float] = THRESHOLDS) -> dict:
+    """Train one method from the shipped fifth grader and return its record (JSON-ready).
+
+    Args:
+      name: one of :data:`METHODS`.
+      seed, budget, eval_samples: as in :func:`method_configs`.
+      steps: run only this many steps: a cheap prefix of the full run, identical to its first
+        ``steps`` steps (except for ``dpo_offline``, whose pool of pairs grows with the steps).
+      final_measures: also measure :func:`policy_kl` on the final policy (500 held-out prompts).
+
+    Returns:
+      ``method``, ``seed``, ``config`` (the dataclass as a dict), ``curve`` (one
+      ``{"step", "samples", "seconds", "accuracy"}`` per evaluation within the budget),
+      ``final_accuracy`` (the curve's last point), ``samples`` and ``wall_seconds`` at that point,
+      ``reached`` (``{"0.8": time_to(...), ...}``), ``train_samples`` (what the loop really
+      sampled), for offline DPO ``pool_samples``, and with ``final_measures`` ``kl``,
+      ``kl_per_answer`` and ``response_length``.
+    """
+    specs = method_configs(budget, eval_samples=eval_samples)
+    if name not in specs:
+        raise ValueError(f"name must be one of {list(specs)}, got {name!r}")
+    spec = specs[name]
+    config = spec["config"]
+    if steps is not None:
+        config = replace(config, steps=steps)
+    ex = _experiments
+    common = dict(seed=seed, device=device, config=config, progress=progress)
+    result = {"reinforce": ex.run_reinforce, "ppo": ex.run_ppo, "grpo": ex.run_grpo, "dpo": ex.run_dpo}[
+        spec["runner"]](**common)
+    evals = [h for h in result["history"] if "accuracy" in h]
+    curve = [{"step": h["step"], "samples": h["samples"], "seconds": round(h["seconds"], 3),
+              "accuracy": h["accuracy"]} for h in evals]
+    record = {"method": name, "seed": seed, "config": asdict(config), "train_samples": result["samples"]}
+    if name == "dpo_offline":  # pro-rate the up-front pool over the steps: answers behind the pairs used
+        pool = result["samples"]
+        for point in curve:
+            point["samples"] = round(pool * point["step"] / config.steps)
+        record["pool_samples"] = pool
+    curve = [p for p in curve if p["samples"] <= budget]
+    record.update({
+        "curve": curve,
+        "final_accuracy": curve[-1]["accuracy"],
+        "samples": curve[-1]["samples"],
+        "wall_seconds": curve[-1]["seconds"],
+        "reached": {str(t): time_to(curve, t) for t in thresholds},
+    })
+    if final_measures:
+        model = result["model"]
+        reference, tokenizer = load_policy(device=device)
+        record.update(policy_kl(model, reference, tokenizer, ex.make_task().heldout))
+    return record
+
+
+def _mean(xs):
+    return statistics.mean(xs) if xs else None
+
+
+def _std(xs):
+    return statistics.stdev(xs) if len(xs) > 1 else 0.0 if xs else None
+
+
+def summarise(runs: Sequence[dict], thresholds: Sequence[float] = THRESHOLDS) -> dict:
+    """Statistics over seeds, one entry per method (in order of first appearance).
+
+    Each entry: ``runs`` (how many seeds), ``final_accuracy`` / ``final_accuracy_std`` (mean and
+    sample standard deviation over seeds; std 0 for one seed) and ``final_accuracy_min`` /
+    ``_max``; for each threshold ``t``, ``reached[str(t)] = {"reached": k, "samples": mean,
+    "seconds": mean}`` where the means are over the ``k`` seeds that reached ``t`` (``None`` when
+    none did); ``kl``, ``kl_per_answer``, ``response_length`` (mean and ``_std``, when measured)
+    and ``wall_seconds`` (mean).
+    """
+    by_method: dict[str, list[dict]] = {}
+    for run in runs:
+        by_method.setdefault(run["method"], []).append(run)
+    out = {}
+    for method, group in by_method.items():
+        final = [r["final_accuracy"] for r in group]
+        entry = {
+            "runs": len(group),
+            "final_accuracy": _mean(final), "final_accuracy_std": _std(final),
+            "final_accuracy_min": min(final), "final_accuracy_max": max(final),
+            "reached": {},
+            "wall_seconds": _mean([r["wall_seconds"] for r in group]),
+        }
+        for t in thresholds:
+            hits = [r["reached"].get(str(t)) for r in group]
+            hits = [h for h in hits if h is not None]
+            entry["reached"][str(t)] = {"reached": len(hits), "samples": _mean([h["samples"] for h in hits]),
+                                        "seconds": _mean([h["seconds"] for h in hits])}
+        for key in ("kl", "kl_per_answer", "response_length"):
+            values = [r[key] for r in group if r.get(key) is not None]
+            if values:
+                entry[key], entry[f"{key}_std"] = _mean(values), _std(values)
+        out[method] = entry
+    return out
+
+
+def mean_curve(runs: Sequence[dict], grid: Sequence[float]):
+    """Accuracy of several runs (seeds) on a common grid of sample counts, by linear interpolation
+    between evaluations (never extrapolated: NaN beyond a run's last evaluation).
+
+    Returns:
+      ``(mean, low, high)``: three ``numpy`` arrays of ``len(grid)``; ``low``/``high`` are the
+      smallest and largest run at each grid point.
+    """
+    import numpy as np
+
+    grid = np.asarray(grid, dtype=float)
+    rows = []
+    for run in runs:
+        x = np.array([p["samples"] for p in run["curve"]], dtype=float)
+        y = np.array([p["accuracy"] for p in run["curve"]], dtype=float)
+        row = np.interp(grid, x, y)
+        row[(grid < x[0]) | (grid > x[-1])] = np.nan
+        rows.append(row)
+    rows = np.vstack(rows)  # (runs, len(grid))
+    return rows.mean(0), rows.min(0), rows.max(0)
+
+
+def command_line(*, budget: int, seeds: Sequence[int], methods: Sequence[str], eval_samples: int,
+                 out: Optional[Path] = None) -> str:
+    """The shell command that reproduces a comparison (defaults left out)."""
+    parts = ["python -m rlcore.experiments compare"]
+    if list(seeds) != list(DEFAULT_SEEDS):
+        parts.append("--seeds " + " ".join(map(str, seeds)))
+    if budget != DEFAULT_BUDGET:
+        parts.append(f"--budget {budget}")
+    if list(methods) != list(METHODS):
+        parts.append("--methods " + " ".join(methods))
+    if eval_samples != DEFAULT_EVAL_SAMPLES:
+        parts.append(f"--eval-samples {eval_samples}")
+    if out is not None and Path(out).resolve() != RESULTS_PATH.resolve():
+        parts.append(f"--out {out}")
+    return " ".join(parts)
+
+
+def run_compare(*, methods: Sequence[str] = METHODS, seeds: Sequence[int] = DEFAULT_SEEDS,
+                budget: int = DEFAULT_BUDGET, eval_samples: int = DEFAULT_EVAL_SAMPLES, device: str = "cpu",
+                out: Optional[Path] = RESULTS_PATH, progress: bool = True) -> dict:
+    """Run every method for every seed, summarise, and (unless ``out`` is None) write JSON to ``out``.
+
+    Returns the results: ``command``, ``budget``, ``seeds``, ``methods`` (name → ``runner``,
+    ``answers_per_step`` and ``config``), ``eval_samples``, ``thresholds``, ``versions``
+    (python, torch, transformers, rlcore), ``threads``, ``date``, ``total_seconds``, ``runs``
+    (the :func:`run_method` records) and ``summary`` (:func:`summarise`).
+    """
+    import transformers
+
+    from . import __version__
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"methods must be a non-empty subset of {list(METHODS)}, got {list(methods)}")
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    specs = method_configs(budget, eval_samples=eval_samples)
+    start = time.perf_counter()
+    runs = []
+    for name in methods:
+        for seed in seeds:
+            runs.append(run_method(name, seed=seed, budget=budget, eval_samples=eval_samples, device=device,
+                                   progress=progress))
+    results = {
+        "command": command_line(budget=budget, seeds=seeds, methods=methods, eval_samples=eval_samples, out=out),
+        "budget": budget,
+        "seeds": list(seeds),
+        "eval_samples": eval_samples,
+        "thresholds": list(THRESHOLDS),
+        "methods": {name: {"runner": specs[name]["runner"], "answers_per_step": specs[name]["answers_per_step"],
+                           "config": asdict(specs[name]["config"])} for name in methods},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__, "rlcore": __version__},
+        "threads": torch.get_num_threads(),
+        "device": device,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "total_seconds": round(time.perf_counter() - start, 1),
+        "runs": runs,
+        "summary": summarise(runs),
+    }
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(_dumps(results))
+    return results
+
+
+def _dumps(results: dict) -> str:
+    """JSON with one line per run (small, and a re-run shows up as a readable diff)."""
+    parts = []
+    for key, value in results.items():
+        if key == "runs":
+            body = ",\n".join("  " + json.dumps(run, allow_nan=False) for run in value)
+            parts.append(f' "runs": [\n{body}\n ]')
+        else:
+            parts.append(f" {json.dumps(key)}: " + json.dumps(value, indent=1, allow_nan=False).replace("\n", "\n "))
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def load_results(path: Path = RESULTS_PATH) -> dict:
+    """The results a comparison saved (by default the file shipped with the package)."""
+    return json.loads(Path(path).read_text())
+
+
+def main_compare(args) -> int:
+    """``python -m rlcore.experiments compare``: run, write the file, print one JSON line (the
+    summary per method, the budget, the seeds, where the file went and the total time).
+    ``args`` is the namespace that ``rlcore.experiments.main`` parsed; one torch thread unless
+    ``--threads`` says otherwise."""
+    if args.steps is not None:
+        raise SystemExit("compare: the budget (--budget, in sampled answers) sets every method's steps; "
+                         "--steps does not apply")
+    torch.set_num_threads(args.threads or 1)
+    out = args.out or RESULTS_PATH
+    results = run_compare(methods=args.methods or METHODS, seeds=args.seeds or DEFAULT_SEEDS,
+                          budget=args.budget or DEFAULT_BUDGET, eval_samples=args.eval_samples or DEFAULT_EVAL_SAMPLES,
+                          device=args.device, out=out)
+    line = {"experiment": "compare", "command": results["command"], "budget": results["budget"],
+            "seeds": results["seeds"], "out": str(out), "total_seconds": results["total_seconds"],
+            "summary": results["summary"]}
+    print(json.dumps(line))
+    return 0

@@ -1,0 +1,195 @@
+"""rlcore.compare: the head-to-head machinery (chapter 10) on a tiny budget, the results file's
+schema, and the summary statistics on a hand-made results dict."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from rlcore import compare, experiments
+from rlcore.compare import (
+    METHODS,
+    RESULTS_PATH,
+    mean_curve,
+    method_configs,
+    policy_kl,
+    run_compare,
+    summarise,
+    time_to,
+)
+from rlcore.policy import load_policy
+
+RUN_KEYS = {"method", "seed", "config", "curve", "final_accuracy", "samples", "wall_seconds", "reached",
+            "train_samples", "kl", "kl_per_answer", "response_length"}
+TOP_KEYS = {"command", "budget", "seeds", "eval_samples", "thresholds", "methods", "versions", "threads",
+            "device", "date", "total_seconds", "runs", "summary"}
+
+
+# ---------------------------------------------------------------- configurations from the budget
+
+def test_every_method_fits_the_budget_and_keeps_its_chapter_settings():
+    budget = 16_000
+    specs = method_configs(budget, eval_samples=640)
+    assert list(specs) == list(METHODS)
+    for name, spec in specs.items():
+        config = spec["config"]
+        assert config.steps * spec["answers_per_step"] <= budget < (config.steps + 1) * spec["answers_per_step"], name
+        assert abs(config.eval_every * spec["answers_per_step"] - 640) <= spec["answers_per_step"] / 2 + 1e-9, name
+    strip = dict(steps=0, eval_every=0)
+    assert replace(specs["reinforce"]["config"], **strip) == replace(experiments.CHAPTER1_REINFORCE, **strip)
+    assert specs["reinforce_baseline"]["config"].baseline == "batch"
+    rloo = specs["rloo"]["config"]
+    assert rloo.baseline == "rloo" and rloo.group_size >= 2
+    assert specs["rloo"]["answers_per_step"] == specs["reinforce"]["answers_per_step"]  # same answers per step
+    assert replace(specs["ppo"]["config"], **strip) == replace(experiments.CHAPTER7_PPO, **strip)
+    assert replace(specs["grpo"]["config"], **strip) == replace(experiments.CHAPTER8_GRPO, **strip)
+    dr = specs["dr_grpo"]["config"]
+    assert (dr.loss_type, dr.scale_rewards) == ("dr_grpo", "none")
+    assert specs["dpo_online"]["config"].online and not specs["dpo_offline"]["config"].online
+    assert specs["dpo_online"]["config"].steps == specs["dpo_offline"]["config"].steps
+
+
+def test_configs_are_read_from_the_chapters_at_call_time(monkeypatch):
+    monkeypatch.setattr(experiments, "CHAPTER8_GRPO", replace(experiments.CHAPTER8_GRPO, lr=1.234e-5))
+    specs = method_configs(4_000)
+    assert specs["grpo"]["config"].lr == specs["dr_grpo"]["config"].lr == 1.234e-5
+
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match="budget"):
+        method_configs(0)
+    with pytest.raises(ValueError, match="name"):
+        compare.run_method("sarsa", budget=100)
+    with pytest.raises(ValueError, match="methods"):
+        run_compare(methods=["sarsa"], out=None)
+
+
+# ---------------------------------------------------------------- statistics on hand-made runs
+
+def _run(method, seed, accs, samples_per_eval=100, seconds_per_eval=2.0, kl=0.1, length=9.0):
+    curve = [{"step": 10 * i, "samples": samples_per_eval * i, "seconds": seconds_per_eval * i, "accuracy": a}
+             for i, a in enumerate(accs)]
+    return {"method": method, "seed": seed, "curve": curve, "final_accuracy": accs[-1],
+            "samples": curve[-1]["samples"], "wall_seconds": curve[-1]["seconds"],
+            "reached": {str(t): time_to(curve, t) for t in (0.8, 0.9)}, "kl": kl, "response_length": length}
+
+
+def test_time_to_is_the_first_crossing():
+    curve = _run("m", 0, [0.4, 0.85, 0.7, 0.95])["curve"]
+    assert time_to(curve, 0.8) == {"samples": 100, "seconds": 2.0, "step": 10}  # the first point >= 0.8
+    assert time_to(curve, 0.9) == {"samples": 300, "seconds": 6.0, "step": 30}
+    assert time_to(curve, 0.99) is None
+    assert time_to(curve, 0.85) == {"samples": 100, "seconds": 2.0, "step": 10}  # ">=": reaching it counts
+
+
+def test_summarise_on_a_hand_made_results_dict():
+    runs = [
+        _run("a", 0, [0.4, 0.8, 0.9], kl=0.1, length=8.0),
+        _run("a", 1, [0.4, 0.7, 0.8], kl=0.3, length=10.0),
+        _run("a", 2, [0.4, 0.6, 0.7], kl=0.2, length=9.0),
+        _run("b", 0, [0.4, 0.5, 0.6], seconds_per_eval=1.0),
+    ]
+    out = summarise(runs)
+    assert list(out) == ["a", "b"]
+    a = out["a"]
+    assert a["runs"] == 3
+    assert a["final_accuracy"] == pytest.approx(0.8)
+    assert a["final_accuracy_std"] == pytest.approx(0.1)  # sample std of 0.9, 0.8, 0.7
+    assert (a["final_accuracy_min"], a["final_accuracy_max"]) == (0.7, 0.9)
+    # 0.8: seed 0 at its point 1 (100 answers, 2 s), seed 1 at its point 2 (200 answers, 4 s), seed 2 never
+    assert a["reached"]["0.8"] == {"reached": 2, "samples": pytest.approx(150), "seconds": pytest.approx(3.0)}
+    assert a["reached"]["0.9"] == {"reached": 1, "samples": 200, "seconds": 4.0}
+    assert a["kl"] == pytest.approx(0.2) and a["kl_std"] == pytest.approx(0.1)
+    assert a["response_length"] == pytest.approx(9.0) and a["response_length_std"] == pytest.approx(1.0)
+    assert a["wall_seconds"] == pytest.approx(4.0)
+    b = out["b"]
+    assert b["final_accuracy_std"] == 0.0  # one seed
+    assert b["reached"]["0.8"] == {"reached": 0, "samples": None, "seconds": None}
+    assert "kl_per_answer" not in b  # not measured, not invented
+
+
+def test_mean_curve_interpolates_and_never_extrapolates():
+    runs = [_run("a", 0, [0.2, 0.4, 0.6]), _run("a", 1, [0.4, 0.6])]  # the second stops at 100 answers
+    mean, low, high = mean_curve(runs, [0, 50, 100, 150, 200])
+    np.testing.assert_allclose(mean[:3], [0.3, 0.4, 0.5])
+    np.testing.assert_allclose(low[:3], [0.2, 0.3, 0.4])
+    np.testing.assert_allclose(high[:3], [0.4, 0.5, 0.6])
+    assert np.isnan(mean[3:]).all()
+
+
+# ---------------------------------------------------------------- the KL measurement
+
+def test_policy_kl_is_zero_against_itself_and_positive_after_a_nudge():
+    torch.set_num_threads(1)
+    model, tokenizer = load_policy()
+    reference, _ = load_policy()
+    problems = experiments.make_task().heldout[:32]
+    same = policy_kl(model, reference, tokenizer, problems)
+    assert same["kl"] == pytest.approx(0.0, abs=1e-6) and same["kl_per_answer"] == pytest.approx(0.0, abs=1e-5)
+    assert 2 <= same["response_length"] <= 13
+    with torch.no_grad():
+        model.lm_head.weight.add_(0.05 * torch.randn(model.lm_head.weight.shape, generator=torch.Generator().manual_seed(0)))
+    moved = policy_kl(model, reference, tokenizer, problems)
+    assert moved["kl"] > 1e-4
+    assert moved["kl_per_answer"] == pytest.approx(moved["kl"] * moved["response_length"], rel=0.3)
+
+
+# ---------------------------------------------------------------- a tiny comparison, end to end
+
+def test_tiny_comparison_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "compare.json"
+    code = experiments.main(["compare", "--methods", "reinforce", "grpo", "--seeds", "0", "--budget", "1280",
+                             "--out", str(out)])
+    assert code == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["experiment"] == "compare" and set(line["summary"]) == {"reinforce", "grpo"}
+    results = json.loads(out.read_text())
+    assert TOP_KEYS <= set(results)
+    assert results["command"].startswith("python -m rlcore.experiments compare")
+    assert "--budget 1280" in results["command"] and "--methods reinforce grpo" in results["command"]
+    assert results["budget"] == 1280 and results["seeds"] == [0]
+    assert set(results["methods"]) == {"reinforce", "grpo"}
+    assert {"torch", "transformers"} <= set(results["versions"])
+    assert len(results["runs"]) == 2
+    for run in results["runs"]:
+        assert RUN_KEYS <= set(run)
+        samples = [p["samples"] for p in run["curve"]]
+        assert samples[0] == 0 and samples == sorted(samples) and samples[-1] <= 1280
+        assert len(run["curve"]) == 3  # the start, then every 640 answers
+        assert run["final_accuracy"] == run["curve"][-1]["accuracy"]
+        assert run["config"] == results["methods"][run["method"]]["config"]
+        assert set(run["reached"]) == {"0.8", "0.9"}
+        assert math.isfinite(run["kl"]) and run["kl"] > 0  # it trained, so it moved
+    assert results["summary"] == summarise(results["runs"])
+    # the start is the shipped fifth grader for every method
+    assert len({run["curve"][0]["accuracy"] for run in results["runs"]}) == 1
+
+
+def test_a_prefix_of_a_run_repeats_it_exactly():
+    """What chapter 10's proof cell relies on: the first steps do not depend on the budget."""
+    short = compare.run_method("reinforce", seed=1, budget=640, eval_samples=128, steps=2, progress=False,
+                               final_measures=False)
+    long = compare.run_method("reinforce", seed=1, budget=640, eval_samples=128, steps=4, progress=False,
+                              final_measures=False)
+    assert [p["accuracy"] for p in short["curve"]] == [p["accuracy"] for p in long["curve"][:2]]
+
+
+# ---------------------------------------------------------------- the shipped results file
+
+@pytest.mark.skipif(not RESULTS_PATH.exists(), reason="no results file yet (python -m rlcore.experiments compare)")
+def test_the_shipped_results_file():
+    assert RESULTS_PATH.stat().st_size < 200_000
+    results = compare.load_results()
+    assert TOP_KEYS <= set(results)
+    assert list(results["methods"]) == list(METHODS)
+    assert len(results["seeds"]) >= 3
+    assert len(results["runs"]) == len(METHODS) * len(results["seeds"])
+    for run in results["runs"]:
+        assert RUN_KEYS <= set(run)
+        assert run["curve"][-1]["samples"] <= results["budget"]
+    assert results["summary"] == summarise(results["runs"])
