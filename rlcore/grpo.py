@@ -54,18 +54,22 @@ SCALE_REWARDS = {"group": "std", "batch": "batch", "none": "none"}
 
 @dataclass
 class GRPOConfig:
+    """One GRPO run. The defaults are the book's (tuned on the fifth grader): 16 problems × 8
+    answers per step, and two passes over each batch in two minibatches, so three of every
+    four updates are off-policy and the clip is live."""
+
     steps: int = 200
     prompts_per_step: int = 16
     group_size: int = 8
-    lr: float = 3e-4
+    lr: float = 1e-4
     loss_type: str = "grpo"
     scale_rewards: str = "group"
     baseline: str = "group"  # "group" (group mean) or "rloo" (leave-one-out mean)
     beta: float = 0.0  # weight of the k3 KL to the reference in the loss; 0 turns it off
     clip_eps: float = 0.2
     clip_eps_high: Optional[float] = None
-    epochs: int = 1
-    minibatches: int = 1
+    epochs: int = 2  # passes over each batch (TRL's num_iterations)
+    minibatches: int = 2  # updates per pass
     temperature: float = 1.0
     max_new_tokens: int = 12
     no_answer_penalty: float = 0.1
@@ -88,8 +92,11 @@ def train_grpo(model, tokenizer, task: AdditionTask, config: GRPOConfig = GRPOCo
 
     Each history entry has ``step``, ``samples``, ``seconds`` (training wall time, evaluations
     excluded) and the step's ``reward``, ``zero_signal`` (fraction of groups whose answers all
-    scored the same), ``response_length``, ``clip_frac``, ``kl`` (k3 to the reference) and
-    ``loss``; every ``eval_every`` steps also ``accuracy`` (greedy, held-out).
+    scored the same: their advantages are 0, so they teach nothing), ``all_right`` (the part of
+    those groups whose answers were all right; the rest were all wrong or all empty),
+    ``response_length``, ``clip_frac``, ``kl`` (mean per-token k3 to the reference; computed only
+    when ``beta > 0``, else 0) and ``loss``; every ``eval_every`` steps also ``accuracy``
+    (greedy, held-out).
     """
     check_choice(config.loss_type, "loss_type", LOSS_TYPES)
     check_choice(config.scale_rewards, "scale_rewards", SCALE_REWARDS)
@@ -122,6 +129,7 @@ def train_grpo(model, tokenizer, task: AdditionTask, config: GRPOConfig = GRPOCo
             "step": step, "samples": samples, "seconds": train_seconds,
             "reward": rewards.mean().item(),
             "zero_signal": (grouped.max(1).values == grouped.min(1).values).float().mean().item(),
+            "all_right": (grouped == 1.0).all(1).float().mean().item(),
             "response_length": ro.lengths.float().mean().item(),
             **stats,
         }
