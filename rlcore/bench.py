@@ -10,6 +10,9 @@ one process on the same inputs, reports medians and ratios, and checks that they
 * ``loop`` — the per-step reversed Python loop used by TRL and CleanRL (one iteration per step);
 * ``lfilter`` — SciPy's IIR filter, Spinning Up's ``discount_cumsum`` (it cannot handle dones,
   so it gets the same-sized problem without them: a lower bound on what it would cost);
+* ``scan`` — ``rlcore.scan.discounted_reverse_scan`` on exactly lfilter's problem (the same
+  residuals, no dones, no masks, no checks): the scan alone, like for like with lfilter, so that
+  the rest of ``rlcore.gae``'s time is seen to be its bookkeeping (checks, δ, dones, masks, returns);
 * ``copy`` — copying the same bytes once, the floor no implementation can beat.
 
 ``logprobs`` compares the peak extra memory and time of ``rlcore.token_logprobs`` with the naive
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 
 from .advantages import gae
+from .scan import discounted_reverse_scan
 from .tokens import token_logprobs
 
 __all__ = [
@@ -130,8 +134,12 @@ def bench_gae(shapes=((256, 1024), (64, 4096), (16, 16384)), *, gamma=0.99, lam=
             slow, _ = gae_loop(rewards, values, **kw)
             row["max_abs_diff"] = float((fast - slow).abs().max())
             row["loop"] = time_call(lambda: gae_loop(rewards, values, **kw), repeats=repeats)
-        deltas = (rewards + gamma * values - values).numpy()
+        deltas_t = rewards + gamma * values - values
+        deltas = deltas_t.numpy()
         row["lfilter"] = time_call(lambda: discount_cumsum_lfilter(deltas, gamma * lam), repeats=repeats)
+        row["scan"] = time_call(lambda: discounted_reverse_scan(deltas_t, gamma * lam), repeats=repeats)
+        same = torch.from_numpy(discount_cumsum_lfilter(deltas, gamma * lam).copy()).to(deltas_t.dtype)
+        row["scan_vs_lfilter_max_abs_diff"] = float((discounted_reverse_scan(deltas_t, gamma * lam) - same).abs().max())
         row["copy"] = time_call(lambda: rewards.clone(), repeats=repeats)
         rows.append(row)
     _print_gae_table(rows, out)
@@ -139,19 +147,25 @@ def bench_gae(shapes=((256, 1024), (64, 4096), (16, 16384)), *, gamma=0.99, lam=
 
 
 def _print_gae_table(rows, out) -> None:
-    head = f"{'B x T':>12} {'rlcore.gae':>11} {'loop':>10} {'lfilter':>10} {'copy':>9} " \
-           f"{'loop/rlcore':>12} {'lfilter/rlcore':>15} {'rlcore/copy':>12} {'max|diff|':>10}"
-    print("GAE, float32, with dones and masks (median wall time, ms)", file=out)
+    head = f"{'B x T':>12} {'rlcore.gae':>11} {'loop':>10} {'lfilter':>10} {'scan':>8} {'copy':>9} " \
+           f"{'loop/rlcore':>12} {'lfilter/rlcore':>15} {'lfilter/scan':>13} {'rlcore/copy':>12} {'max|diff|':>10}"
+    print(f"GAE, float32, with dones and masks (median wall time, ms; {torch.get_num_threads()} "
+          f"PyTorch thread(s))", file=out)
     print(head, file=out)
     for r in rows:
         loop = r.get("loop", float("nan"))
         print(
             f"{r['B']:>5} x {r['T']:<6}{r['rlcore'] * 1e3:>11.2f} {loop * 1e3:>10.2f} "
-            f"{r['lfilter'] * 1e3:>10.2f} {r['copy'] * 1e3:>9.3f} {loop / r['rlcore']:>12.1f} "
-            f"{r['lfilter'] / r['rlcore']:>15.2f} {r['rlcore'] / r['copy']:>12.1f} "
+            f"{r['lfilter'] * 1e3:>10.2f} {r['scan'] * 1e3:>8.2f} {r['copy'] * 1e3:>9.3f} "
+            f"{loop / r['rlcore']:>12.1f} {r['lfilter'] / r['rlcore']:>15.2f} "
+            f"{r['lfilter'] / r['scan']:>13.2f} {r['rlcore'] / r['copy']:>12.1f} "
             f"{r.get('max_abs_diff', float('nan')):>10.1e}",
             file=out,
         )
+    print("loop: one Python step per time step (TRL, CleanRL); lfilter: SciPy, no dones or masks; "
+          "scan: rlcore's scan on lfilter's exact problem; copy: one copy of the rewards", file=out)
+    worst = max(r["scan_vs_lfilter_max_abs_diff"] for r in rows)
+    print(f"max|diff|: rlcore.gae vs loop; scan vs lfilter on the same problem: {worst:.1e}", file=out)
 
 
 def bench_logprobs(B: int = 8, T: int = 512, V: int = 32000, *, repeats: int = 3, out=sys.stdout) -> dict:
@@ -216,10 +230,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlcore.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("which", choices=["gae", "logprobs", "all"])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="PyTorch threads (default: PyTorch's own choice for this machine)")
     parser.add_argument("--cold-allocator", action="store_true",
                         help="do not settle the C allocator before timing gae (see settle_allocator)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
     if args.which in ("gae", "all"):
         bench_gae(repeats=args.repeats, warm_allocator=not args.cold_allocator)
     if args.which in ("logprobs", "all"):

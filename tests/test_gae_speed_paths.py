@@ -327,7 +327,20 @@ def test_bench_runs_and_agrees():
     out = io.StringIO()
     rows = bench.bench_gae(shapes=((3, 40),), repeats=1, out=out)
     assert rows[0]["max_abs_diff"] < 1e-5
-    assert "rlcore.gae" in out.getvalue()
+    assert rows[0]["scan_vs_lfilter_max_abs_diff"] < 1e-5  # like for like: the same numbers
+    for contender in ("rlcore", "loop", "lfilter", "scan", "copy"):
+        assert rows[0][contender] > 0
+    assert "rlcore.gae" in out.getvalue() and "thread" in out.getvalue()
+
+
+def test_bench_threads_option(capsys):
+    from rlcore import bench
+
+    before = torch.get_num_threads()
+    with pytest.raises(SystemExit):
+        bench.main(["gae", "--threads", "0"])
+    assert "--threads must be at least 1" in capsys.readouterr().err
+    assert torch.get_num_threads() == before
 
 
 def test_non_finite_inputs_still_win_over_later_errors():
