@@ -19,7 +19,7 @@ from ._checks import (
     float_tensor,
 )
 from .returns import _check_finite_later, _inputs
-from .scan import _break_positions, _find_breaks, _scan_with_breaks
+from .scan import _break_positions, _discounted_scan, _find_breaks, _scan_with_breaks
 
 __all__ = ["gae", "group_advantages", "rloo_advantages"]
 
@@ -84,14 +84,26 @@ def gae(
         else:
             deltas[:, -1].addcmul_(real[:, -1], x.last_value, value=gamma)
     breaks = None if x.dones is None or not T else _find_breaks(x.dones)
-    if breaks is not None:  # a done step does not bootstrap: δ_t = r_t − V_t there
-        at = _break_positions(breaks, T)  # (m,) flat positions b·T + t of the dones
-        no_bootstrap = r.take(at) - v.take(at)
-        deltas.put_(at, no_bootstrap if real is None else no_bootstrap * real.take(at))
     _check_finite_later(deltas, rewards, values)  # a nan or inf in r or V reaches δ
     # A_t = δ_t + γλ (1 − done_t) A_{t+1}. Padded steps have δ = 0, so they add exactly 0 to
     # the last real step and come out 0 themselves: only dones need to cut the scan.
-    advantages = _scan_with_breaks(deltas, gamma * lam, breaks)
+    # A done step does not bootstrap: δ_t = r_t − V_t there.
+    K = 0 if breaks is None else breaks.flags.shape[1]  # the scan's chunk length
+    if breaks is not None and T % K == 0 and not deltas.requires_grad:
+        # every done lies in a chunk the scan solves step by step: patch only those chunks
+        chunks = breaks.chunks  # (M,)
+        rows = deltas.view(-1, K).index_select(0, chunks)  # (M, K)
+        no_bootstrap = r.view(-1, K).index_select(0, chunks) - v.view(-1, K).index_select(0, chunks)
+        if real is not None:
+            no_bootstrap.mul_(real.view(-1, K).index_select(0, chunks))
+        rows = torch.where(breaks.flags, no_bootstrap, rows)
+        advantages = _discounted_scan(deltas, gamma * lam, breaks, rows)
+    else:
+        if breaks is not None:
+            at = _break_positions(breaks, T)  # (m,) flat positions b·T + t of the dones
+            no_bootstrap = r.take(at) - v.take(at)
+            deltas.put_(at, no_bootstrap if real is None else no_bootstrap * real.take(at))
+        advantages = _scan_with_breaks(deltas, gamma * lam, breaks)
     if real is None:
         return advantages, advantages + v
     if torch.is_grad_enabled() and (advantages.requires_grad or v.requires_grad):

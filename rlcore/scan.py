@@ -26,11 +26,9 @@ with ``n = ⌈T/K⌉`` (zero-padded at the end: ``a = 0`` there keeps ``x_T = 0`
 3. *Chunks talk through their first steps*: ``X_j = h_j + C_j · X_{j+1}``, where ``h_j`` is
    chunk ``j``'s own first value (step 1 or 2) and ``C_j = ρ^K`` for an unbroken chunk, 0 for
    a broken one. That is the same recurrence, ``K`` times shorter: solved recursively by
-   steps 1–4 when few chunks are broken (``log_K T`` levels in all). When many are, it is
-   solved without cuts by steps 1, 3, 4 in float64 (``U``) and then cut:
-   ``X_j = U_j − ρ^{K(E_j − j)} U_{E_j}``, ``E_j`` the chunk after the first broken one at or
-   after ``j``; the subtraction of two long sums is exact enough in float64, and no small
-   number is ever divided by.
+   steps 1–4 when few chunks are broken (``log_K T`` levels in all). When many are, every
+   chunk of chunks is solved by step 2's recurrence, as :func:`reverse_linear_scan` does
+   (coefficients ``C_j``), which needs no matrix product and no search for the cuts.
 4. *Every step gets its carry*: ``x_t = y_t + ρ^{K−t} X_{j+1}`` in an unbroken chunk and
    ``x_t = x^{local}_t + P_t X_{j+1}`` in a broken one (``X_{n} = 0``).
 
@@ -44,8 +42,7 @@ every chunk (its coefficients share no ρ).
 Every step's output is a sum of the same terms as the plain loop's, associated by chunk: a
 ``K``-term dot product plus a carry, so rounding grows with ``K + log T`` rather than with
 ``T`` (at γλ = 1 over 16k steps in float32 the loop drifts ~1e-3, this stays within a few ulps).
-Episode ends inside chunks are exact zeros of the recurrence; the one place two long sums are
-subtracted (a cut chunk-head problem, step 3) works in float64, 2⁻⁵³ relative to the sums.
+Episode ends are exact zeros of the recurrence: no two long sums are ever subtracted.
 
 Both functions are differentiable in their inputs (for ``discounted_reverse_scan``, in ``a``):
 the adjoint of a reverse scan is the same scan run forwards in time.
@@ -186,11 +183,22 @@ def _powers(rho: float, K: int, dtype: torch.dtype, device: torch.device):
     return W, tail
 
 
-def _discounted_scan(a: torch.Tensor, rho: float, breaks: Optional[_Breaks]) -> torch.Tensor:
-    """``x_t = a_t + ρ (1 − done_t) x_{t+1}`` on a contiguous ``a (R, T)``."""
+def _discounted_scan(
+    a: torch.Tensor, rho: float, breaks: Optional[_Breaks], rows: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """``x_t = a_t + ρ (1 − done_t) x_{t+1}`` on a contiguous ``a (R, T)``.
+
+    ``rows``, if given, are the true inputs ``(M, K)`` of the chunks in ``breaks`` (``T`` a
+    multiple of ``K``); ``a`` may then hold anything finite there. GAE uses it: at a done,
+    ``δ`` must drop its bootstrap, and patching the gathered rows is cheaper than patching ``a``.
+    """
     R, T = a.shape
     if rho == 0.0:
-        return a.clone()
+        if rows is None:
+            return a.clone()
+        out = a.clone()
+        out.view(-1, rows.shape[1]).index_copy_(0, breaks.chunks, rows)
+        return out
     K = min(_CHUNK, T)
     n = -(-T // K)  # chunks per row
     if n * K != T:  # pad the end with a = 0 (and no done): x_T = 0 stays true
@@ -203,7 +211,9 @@ def _discounted_scan(a: torch.Tensor, rho: float, breaks: Optional[_Breaks]) -> 
     if breaks is not None:  # step 2: the recurrence itself, K − 1 steps across broken chunks
         broken = breaks.chunks  # (M,)
         continues = (~breaks.flags).t().contiguous().view(torch.uint8).to(a.dtype)  # (K, M)
-        x_b, P_b = _solve_chunks(A.index_select(0, broken).t(), continues, scale=rho)  # (K, M)
+        if rows is None:
+            rows = A.index_select(0, broken)  # (M, K)
+        x_b, P_b = _solve_chunks(rows.t(), continues, scale=rho)  # (K, M)
 
     if n > 1:  # step 3: the carry between chunks, X_j = h_j + C_j X_{j+1}
         heads = y[:, 0].clone(memory_format=torch.contiguous_format)  # (N,)
@@ -214,14 +224,20 @@ def _discounted_scan(a: torch.Tensor, rho: float, breaks: Optional[_Breaks]) -> 
             cut = torch.zeros(N, dtype=torch.bool, device=a.device).index_fill_(0, broken, True)
             if broken.numel() * K < N:  # few broken chunks: most chunks of chunks are unbroken
                 X = _discounted_scan(heads.view(R, n), rho**K, _find_breaks(cut.view(R, n)))
-            else:
-                X = _carry_through_cuts(heads.view(R, n), rho**K, cut.view(R, n))  # (R, n)
+            else:  # many: each chunk of chunks step by step, as reverse_linear_scan does
+                coef = (~cut).view(torch.uint8).to(a.dtype).mul_(rho**K)  # (N,): C_j
+                X = _blocked_scan(heads.view(R, n), coef.view(R, n))  # (R, n)
         X_next = F.pad(X[:, 1:], (0, 1))  # (R, n): the value after each chunk
         y.view(R, n, K).addcmul_(X_next.unsqueeze(-1), tail)  # step 4: x_t += ρ^{K−t} X_{j+1}
-        if breaks is not None:
-            x_b.addcmul_(P_b, X_next.view(N).index_select(0, broken))  # (K, M)
     if breaks is not None:
-        y.index_copy_(0, broken, x_b.t())
+        # back to one row per chunk before the scatter (a transposed source makes index_copy_
+        # several times slower, most of all with several threads)
+        if n > 1:
+            rows = torch.addcmul(x_b.t(), P_b.t(), X_next.view(N).index_select(0, broken)[:, None],
+                                 out=a.new_empty(broken.numel(), K))  # (M, K)
+        else:
+            rows = x_b.t().contiguous()  # (M, K)
+        y.index_copy_(0, broken, rows)
     out = y.view(R, n * K)
     return out if n * K == T else out[:, :T].contiguous()
 
@@ -231,29 +247,6 @@ def _matmul(A: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     if A.dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest":
         return (A.double() @ W.double()).float()
     return A @ W
-
-
-def _carry_through_cuts(h: torch.Tensor, rho: float, cut: torch.Tensor) -> torch.Tensor:
-    """``X_j = h_j + ρ (1 − cut_j) X_{j+1}`` for the short, often-cut chunk-head problem.
-
-    In float64: ``X_j = U_j − ρ^{E_j − j} U_{E_j}``, with ``U`` the solution without cuts (a
-    matrix-product scan) and ``E_j`` the step after the first cut at or after ``j`` (``U`` is 0
-    past the row). The difference of two sums is exact enough in float64 even at ρ = 1 over
-    long rows, and costs a handful of operations instead of a recurrence per level.
-    """
-    R, n = h.shape
-    U = _discounted_scan(h.to(torch.float64), rho, None)  # (R, n)
-    steps_left = torch.arange(n, 0, -1, device=h.device)  # n … 1: (index + 1) read backwards
-    E = torch.where(cut.flip(-1), steps_left, n).cummin(-1).values.flip(-1)  # (R, n)
-    U_E = F.pad(U, (0, 1)).gather(1, E)  # (R, n)
-    gap = E - torch.arange(n, device=h.device)  # (R, n), 1 … n
-    return U.addcmul_(_power_table(rho, n, h.device).take(gap), U_E, value=-1.0).to(h.dtype)
-
-
-@functools.lru_cache(maxsize=64)
-def _power_table(rho: float, n: int, device: torch.device) -> torch.Tensor:
-    """``ρ^m`` for ``m = 0 … n``, float64."""
-    return (torch.tensor(rho, dtype=torch.float64) ** torch.arange(n + 1, dtype=torch.float64)).to(device)
 
 
 def _blocked_scan(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
