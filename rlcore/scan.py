@@ -224,9 +224,9 @@ def _discounted_scan(
             cut = torch.zeros(N, dtype=torch.bool, device=a.device).index_fill_(0, broken, True)
             if broken.numel() * K < N:  # few broken chunks: most chunks of chunks are unbroken
                 X = _discounted_scan(heads.view(R, n), rho**K, _find_breaks(cut.view(R, n)))
-            else:  # many: each chunk of chunks step by step, as reverse_linear_scan does
+            else:  # many: by recursive doubling, log2(n) rounds
                 coef = (~cut).view(torch.uint8).to(a.dtype).mul_(rho**K)  # (N,): C_j
-                X = _blocked_scan(heads.view(R, n), coef.view(R, n))  # (R, n)
+                X = _doubling_scan(heads.view(R, n), coef.view(R, n))  # (R, n)
         X_next = F.pad(X[:, 1:], (0, 1))  # (R, n): the value after each chunk
         y.view(R, n, K).addcmul_(X_next.unsqueeze(-1), tail)  # step 4: x_t += ρ^{K−t} X_{j+1}
     if breaks is not None:
@@ -247,6 +247,29 @@ def _matmul(A: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     if A.dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest":
         return (A.double() @ W.double()).float()
     return A @ W
+
+
+def _doubling_scan(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``x_t = a_t + c_t x_{t+1}`` (``x_T = 0``) on short rows, ``a``, ``c`` ``(R, T)``, by
+    recursive doubling (Hillis and Steele): after the round of stride ``s``, ``x_t`` holds the
+    sum over ``[t, t + 2s)`` and ``c_t`` the product of the coefficients there. ``⌈log2 T⌉``
+    rounds of four whole-tensor operations, with no matrix product and no search for zeros:
+    cheap where every chunk is cut, as in the chunk-head problem of a batch with many dones.
+    """
+    R, T = a.shape
+    x, x_next = a.clone(), torch.empty_like(a)
+    c, c_next = c.clone(), torch.empty_like(c)
+    s = 1
+    while s < T:
+        torch.addcmul(x[:, :-s], c[:, :-s], x[:, s:], out=x_next[:, :-s])
+        x_next[:, -s:] = x[:, -s:]
+        x, x_next = x_next, x
+        if 2 * s < T:  # the last round needs no products
+            torch.mul(c[:, :-s], c[:, s:], out=c_next[:, :-s])
+            c_next[:, -s:] = c[:, -s:]
+            c, c_next = c_next, c
+        s *= 2
+    return x
 
 
 def _blocked_scan(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
