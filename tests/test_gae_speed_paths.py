@@ -199,6 +199,20 @@ def test_reverse_linear_scan_matches_the_loop_over_several_levels(T):
     torch.testing.assert_close(reverse_linear_scan(a, c), ref.reverse_linear_scan(a, c))
 
 
+@pytest.mark.parametrize("T", [1, 2, 3, 5, 8, 64, 100, 1025], ids=lambda T: f"T{T}")
+def test_doubling_scan_matches_the_loop(T):
+    # the solver of densely cut chunk-head problems, on its own: any coefficients, zeros included
+    from rlcore.scan import _doubling_scan
+
+    g = torch.Generator().manual_seed(T)
+    a = torch.randn(4, T, generator=g, dtype=F64)
+    c = torch.rand(4, T, generator=g, dtype=F64) * (torch.rand(4, T, generator=g) > 0.15)
+    c[0] = 1.0  # no decay and no cut: the longest sums
+    before_a, before_c = a.clone(), c.clone()
+    torch.testing.assert_close(_doubling_scan(a, c), loop_scan(a, c))
+    assert torch.equal(a, before_a) and torch.equal(c, before_c)  # inputs untouched
+
+
 @pytest.mark.parametrize("T", [K + 3, 2 * K * K + 1], ids=lambda T: f"T{T}")
 def test_gradients_through_every_level(T):
     g = torch.Generator().manual_seed(T)
