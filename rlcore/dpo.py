@@ -43,7 +43,7 @@ import torch
 from tqdm import tqdm
 
 from ._checks import check_choice, check_group_size, check_positive, flag_tensor, float_tensor
-from .evaluation import accuracy
+from .evaluation import accuracy, evaluate_and_stop
 from .grpo import frozen_copy
 from .losses import DPO_LOSS_TYPES, dpo_loss
 from .rollout import Rollout, generate, response_logprobs
@@ -331,14 +331,12 @@ def train_dpo(model, tokenizer, task: AdditionTask, config: DPOConfig = DPOConfi
         entry["pairs"] = len(pool)
         train_seconds += time.perf_counter() - t0
         entry["samples"], entry["seconds"] = samples, train_seconds
-        last = step == config.steps or (max_seconds is not None and train_seconds >= max_seconds)
-        if step % config.eval_every == 0 or last:
-            entry.update(evaluate())
-            bar.set_postfix(acc=f"{entry['accuracy']:.2f}", margin=f"{entry.get('margin', float('nan')):.2f}")
-            if stop_at_accuracy is not None and entry["accuracy"] >= stop_at_accuracy:
-                last = True
+        stop = evaluate_and_stop(entry, step=step, steps=config.steps, eval_every=config.eval_every,
+                                 seconds=train_seconds, evaluate=evaluate, max_seconds=max_seconds,
+                                 stop_at_accuracy=stop_at_accuracy, bar=bar,
+                                 show=(("acc", "accuracy"), ("margin", "margin")))
         history.append(entry)
-        if last:
+        if stop:
             break
     model.eval()
     return {"history": history, "config": asdict(config), "samples": samples, "wall_seconds": train_seconds,

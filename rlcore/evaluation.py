@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
 from .rollout import generate
 from .tasks import Problem, verify_batch
 
-__all__ = ["accuracy", "answer_table"]
+__all__ = ["accuracy", "answer_table", "evaluate_and_stop"]
 
 
 @torch.no_grad()
@@ -36,3 +36,38 @@ def answer_table(model, tokenizer, problems: Sequence[Problem], *, greedy: bool 
         {"prompt": p.prompt, "response": text, "answer": p.answer, "reward": r}
         for p, text, r in zip(problems, ro.texts, rewards)
     ]
+
+
+def evaluate_and_stop(
+    entry: dict,
+    *,
+    step: int,
+    steps: int,
+    eval_every: int,
+    seconds: float,
+    evaluate: Callable[[], Mapping[str, float]],
+    max_seconds: Optional[float] = None,
+    stop_at_accuracy: Optional[float] = None,
+    bar=None,
+    show: Sequence[tuple[str, str]] = (("acc", "accuracy"), ("reward", "reward")),
+) -> bool:
+    """The end of one training step, shared by every training loop: evaluate if it is time, and
+    say whether the run is over.
+
+    It is time to evaluate every ``eval_every`` steps and at the last step, which is step
+    ``steps``, or the first step after ``max_seconds`` of training. ``evaluate()`` returns the
+    held-out numbers (``"accuracy"`` at least), added to ``entry`` in place; a progress ``bar``
+    (tqdm) then shows the entries named by ``show`` (``(label, key)`` pairs; NaN where ``entry``
+    lacks the key). A run also ends as soon as an evaluation reaches ``stop_at_accuracy``.
+
+    Returns:
+      True if the run should stop after this step.
+    """
+    last = step == steps or (max_seconds is not None and seconds >= max_seconds)
+    if step % eval_every == 0 or last:
+        entry.update(evaluate())
+        if bar is not None:
+            bar.set_postfix({label: f"{entry.get(key, float('nan')):.2f}" for label, key in show})
+        if stop_at_accuracy is not None and entry["accuracy"] >= stop_at_accuracy:
+            last = True
+    return last

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from ._checks import check_choice
 from .advantages import group_advantages, rloo_advantages
-from .evaluation import accuracy
+from .evaluation import accuracy, evaluate_and_stop
 from .kl import kl_estimate
 from .losses import ppo_clip_loss
 from .masked import aggregate, masked_mean
@@ -109,6 +109,10 @@ def train_grpo(model, tokenizer, task: AdditionTask, config: GRPOConfig = GRPOCo
     torch.manual_seed(config.seed)
     history = [{"step": 0, "samples": 0, "seconds": 0.0, "accuracy": accuracy(model, tokenizer, heldout)}]
     samples, train_seconds = 0, 0.0
+
+    def evaluate() -> dict:
+        return {"accuracy": accuracy(model, tokenizer, heldout)}
+
     bar = tqdm(range(1, config.steps + 1), desc=f"grpo[{config.loss_type}]", disable=not progress)
     for step in bar:
         t0 = time.perf_counter()
@@ -133,14 +137,11 @@ def train_grpo(model, tokenizer, task: AdditionTask, config: GRPOConfig = GRPOCo
             "response_length": ro.lengths.float().mean().item(),
             **stats,
         }
-        last = step == config.steps or (max_seconds is not None and train_seconds >= max_seconds)
-        if step % config.eval_every == 0 or last:
-            entry["accuracy"] = accuracy(model, tokenizer, heldout)
-            bar.set_postfix(acc=f"{entry['accuracy']:.2f}", reward=f"{entry['reward']:.2f}")
-            if stop_at_accuracy is not None and entry["accuracy"] >= stop_at_accuracy:
-                last = True
+        stop = evaluate_and_stop(entry, step=step, steps=config.steps, eval_every=config.eval_every,
+                                 seconds=train_seconds, evaluate=evaluate, max_seconds=max_seconds,
+                                 stop_at_accuracy=stop_at_accuracy, bar=bar)
         history.append(entry)
-        if last:
+        if stop:
             break
     model.eval()
     return {"history": history, "config": asdict(config), "samples": samples, "wall_seconds": train_seconds}

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ._checks import check_choice
 from .advantages import rloo_advantages
-from .evaluation import accuracy
+from .evaluation import accuracy, evaluate_and_stop
 from .masked import aggregate
 from .rollout import generate, response_logprobs
 from .tasks import AdditionTask, verify_batch
@@ -73,6 +73,10 @@ def train_reinforce(model, tokenizer, task: AdditionTask, config: ReinforceConfi
     acc0 = accuracy(model, tokenizer, heldout)
     history = [{"step": 0, "samples": 0, "seconds": 0.0, "accuracy": acc0}]
     samples, train_seconds = 0, 0.0
+
+    def evaluate() -> dict:
+        return {"accuracy": accuracy(model, tokenizer, heldout)}
+
     bar = tqdm(range(1, config.steps + 1), desc=f"reinforce[{config.baseline}]", disable=not progress)
     for step in bar:
         t0 = time.perf_counter()
@@ -91,15 +95,13 @@ def train_reinforce(model, tokenizer, task: AdditionTask, config: ReinforceConfi
         opt.step()
         samples += len(problems)
         train_seconds += time.perf_counter() - t0
-        last = step == config.steps or (max_seconds is not None and train_seconds >= max_seconds)
-        if step % config.eval_every == 0 or last:
-            acc = accuracy(model, tokenizer, heldout)
-            history.append({"step": step, "samples": samples, "seconds": train_seconds,
-                            "accuracy": acc, "reward": rewards.mean().item()})
-            bar.set_postfix(acc=f"{acc:.2f}", reward=f"{rewards.mean().item():.2f}")
-            if stop_at_accuracy is not None and acc >= stop_at_accuracy:
-                last = True
-        if last:
+        entry = {"step": step, "samples": samples, "seconds": train_seconds, "reward": rewards.mean().item()}
+        stop = evaluate_and_stop(entry, step=step, steps=config.steps, eval_every=config.eval_every,
+                                 seconds=train_seconds, evaluate=evaluate, max_seconds=max_seconds,
+                                 stop_at_accuracy=stop_at_accuracy, bar=bar)
+        if "accuracy" in entry:  # the history keeps the evaluated steps only
+            history.append(entry)
+        if stop:
             break
     model.eval()
     return {"history": history, "config": asdict(config), "samples": samples,
