@@ -21,6 +21,10 @@ one process on the same inputs, reports medians and ratios, and checks that they
 Before timing ``gae`` the C allocator is brought to the state it has in a long-running training
 process (:func:`settle_allocator`); ``--cold-allocator`` skips that, and every contender then pays
 a page fault for each 4 KiB page of memory it allocates, touches and frees per call.
+
+PyTorch uses its default number of threads unless ``--threads N`` says otherwise; the table's title
+names it. SciPy's filter and the loop's Python steps use one core whatever the setting, so
+``--threads 1`` compares core for core, as chapter 5 does.
 """
 
 from __future__ import annotations
