@@ -27,7 +27,7 @@ with ``n = ⌈T/K⌉`` (zero-padded at the end: ``a = 0`` there keeps ``x_T = 0`
    chunk ``j``'s own first value (step 1 or 2) and ``C_j = ρ^K`` for an unbroken chunk, 0 for
    a broken one. That is the same recurrence, ``K`` times shorter: solved recursively by
    steps 1–4 when few chunks are broken (``log_K T`` levels in all). When many are, it is
-   solved by recursive doubling (:func:`_doubling_scan`, ``log_2(T/K)`` rounds of four
+   solved by recursive doubling (``_doubling_scan``, ``log_2(T/K)`` rounds of four
    operations on the short problem), which needs no matrix product and no search for the cuts.
 4. *Every step gets its carry*: ``x_t = y_t + ρ^{K−t} X_{j+1}`` in an unbroken chunk and
    ``x_t = x^{local}_t + P_t X_{j+1}`` in a broken one (``X_{n} = 0``).
