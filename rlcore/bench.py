@@ -15,6 +15,9 @@ one process on the same inputs, reports medians and ratios, and checks that they
   the rest of ``rlcore.gae``'s time is seen to be its bookkeeping (checks, δ, dones, masks, returns);
 * ``copy`` — copying the same bytes once, the floor no implementation can beat.
 
+It also times ``rlcore.gae`` with the masks but without dones: one answer per row, the shape of
+language-model RL, where the cost of finding and cutting at episode ends is not paid.
+
 ``logprobs`` compares the peak extra memory and time of ``rlcore.token_logprobs`` with the naive
 ``log_softmax(logits).gather(...)`` on logits of ``8 × 512 × 32000`` float32.
 
@@ -134,6 +137,11 @@ def bench_gae(shapes=((256, 1024), (64, 4096), (16, 16384)), *, gamma=0.99, lam=
         fast, _ = gae(rewards, values, **kw)
         row = {"B": B, "T": T}
         row["rlcore"] = time_call(lambda: gae(rewards, values, **kw), repeats=repeats)
+        no_dones = dict(kw, dones=None)  # one answer per row: the language-model case
+        row["rlcore_no_dones"] = time_call(lambda: gae(rewards, values, **no_dones), repeats=repeats)
+        if include_loop:
+            row["max_abs_diff_no_dones"] = float(
+                (gae(rewards, values, **no_dones)[0] - gae_loop(rewards, values, **no_dones)[0]).abs().max())
         if include_loop:
             slow, _ = gae_loop(rewards, values, **kw)
             row["max_abs_diff"] = float((fast - slow).abs().max())
@@ -170,6 +178,12 @@ def _print_gae_table(rows, out) -> None:
           "scan: rlcore's scan on lfilter's exact problem; copy: one copy of the rewards", file=out)
     worst = max(r["scan_vs_lfilter_max_abs_diff"] for r in rows)
     print(f"max|diff|: rlcore.gae vs loop; scan vs lfilter on the same problem: {worst:.1e}", file=out)
+    print("rlcore.gae with masks but no dones (one answer per row, as in language-model RL):", file=out)
+    for r in rows:
+        print(f"{r['B']:>5} x {r['T']:<6}{r['rlcore_no_dones'] * 1e3:>8.2f} ms, lfilter / it "
+              f"{r['lfilter'] / r['rlcore_no_dones']:.2f}, dones cost {r['rlcore'] / r['rlcore_no_dones']:.2f}x"
+              + (f", max|diff| vs loop {r['max_abs_diff_no_dones']:.1e}" if "max_abs_diff_no_dones" in r else ""),
+              file=out)
 
 
 def bench_logprobs(B: int = 8, T: int = 512, V: int = 32000, *, repeats: int = 3, out=sys.stdout) -> dict:

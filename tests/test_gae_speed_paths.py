@@ -342,7 +342,8 @@ def test_bench_runs_and_agrees():
     rows = bench.bench_gae(shapes=((3, 40),), repeats=1, out=out)
     assert rows[0]["max_abs_diff"] < 1e-5
     assert rows[0]["scan_vs_lfilter_max_abs_diff"] < 1e-5  # like for like: the same numbers
-    for contender in ("rlcore", "loop", "lfilter", "scan", "copy"):
+    assert rows[0]["max_abs_diff_no_dones"] < 1e-5
+    for contender in ("rlcore", "rlcore_no_dones", "loop", "lfilter", "scan", "copy"):
         assert rows[0][contender] > 0
     assert "rlcore.gae" in out.getvalue() and "thread" in out.getvalue()
 
