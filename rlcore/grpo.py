@@ -107,12 +107,12 @@ def train_grpo(model, tokenizer, task: AdditionTask, config: GRPOConfig = GRPOCo
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     batches = task.stream(config.prompts_per_step, seed=config.seed)
     torch.manual_seed(config.seed)
-    history = [{"step": 0, "samples": 0, "seconds": 0.0, "accuracy": accuracy(model, tokenizer, heldout)}]
-    samples, train_seconds = 0, 0.0
 
     def evaluate() -> dict:
         return {"accuracy": accuracy(model, tokenizer, heldout)}
 
+    history = [{"step": 0, "samples": 0, "seconds": 0.0, **evaluate()}]
+    samples, train_seconds = 0, 0.0
     bar = tqdm(range(1, config.steps + 1), desc=f"grpo[{config.loss_type}]", disable=not progress)
     for step in bar:
         t0 = time.perf_counter()

@@ -161,12 +161,12 @@ def train_ppo(model, tokenizer, task: AdditionTask, config: PPOConfig = PPOConfi
     critic_opt = torch.optim.Adam(critic.parameters(), lr=config.critic_lr)
     batches = task.stream(config.batch_size, seed=config.seed)
     torch.manual_seed(config.seed)
-    history = [{"step": 0, "samples": 0, "seconds": 0.0, "accuracy": accuracy(model, tokenizer, heldout)}]
-    samples, train_seconds = 0, 0.0
 
     def evaluate() -> dict:
         return {"accuracy": accuracy(model, tokenizer, heldout)}
 
+    history = [{"step": 0, "samples": 0, "seconds": 0.0, **evaluate()}]
+    samples, train_seconds = 0, 0.0
     bar = tqdm(range(1, config.steps + 1), desc="ppo", disable=not progress)
     for step in bar:
         t0 = time.perf_counter()

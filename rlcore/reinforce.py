@@ -70,13 +70,12 @@ def train_reinforce(model, tokenizer, task: AdditionTask, config: ReinforceConfi
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     batches = task.stream(config.batch_size, seed=config.seed)
     torch.manual_seed(config.seed)
-    acc0 = accuracy(model, tokenizer, heldout)
-    history = [{"step": 0, "samples": 0, "seconds": 0.0, "accuracy": acc0}]
-    samples, train_seconds = 0, 0.0
 
     def evaluate() -> dict:
         return {"accuracy": accuracy(model, tokenizer, heldout)}
 
+    history = [{"step": 0, "samples": 0, "seconds": 0.0, **evaluate()}]
+    samples, train_seconds = 0, 0.0
     bar = tqdm(range(1, config.steps + 1), desc=f"reinforce[{config.baseline}]", disable=not progress)
     for step in bar:
         t0 = time.perf_counter()
