@@ -232,7 +232,7 @@ def sample_pairs(model, tokenizer, problems: Sequence[Problem], *, reference, sa
 
 
 def train_dpo(model, tokenizer, task: AdditionTask, config: DPOConfig = DPOConfig(), *,
-              progress: bool = True, max_seconds: Optional[float] = None,
+              progress: bool = True, time_guard: Optional[float] = None,
               stop_at_accuracy: Optional[float] = None) -> dict:
     """Train ``model`` in place with DPO on verifier-judged pairs; return the history.
 
@@ -332,7 +332,7 @@ def train_dpo(model, tokenizer, task: AdditionTask, config: DPOConfig = DPOConfi
         train_seconds += time.perf_counter() - t0
         entry["samples"], entry["seconds"] = samples, train_seconds
         stop = evaluate_and_stop(entry, step=step, steps=config.steps, eval_every=config.eval_every,
-                                 seconds=train_seconds, evaluate=evaluate, max_seconds=max_seconds,
+                                 seconds=train_seconds, evaluate=evaluate, time_guard=time_guard,
                                  stop_at_accuracy=stop_at_accuracy, bar=bar,
                                  show=(("acc", "accuracy"), ("margin", "margin")))
         history.append(entry)

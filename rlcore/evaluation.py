@@ -46,7 +46,7 @@ def evaluate_and_stop(
     eval_every: int,
     seconds: float,
     evaluate: Callable[[], Mapping[str, float]],
-    max_seconds: Optional[float] = None,
+    time_guard: Optional[float] = None,
     stop_at_accuracy: Optional[float] = None,
     bar=None,
     show: Sequence[tuple[str, str]] = (("acc", "accuracy"), ("reward", "reward")),
@@ -54,16 +54,26 @@ def evaluate_and_stop(
     """The end of one training step, shared by every training loop: evaluate if it is time, and
     say whether the run is over.
 
-    It is time to evaluate every ``eval_every`` steps and at the last step, which is step
-    ``steps``, or the first step after ``max_seconds`` of training. ``evaluate()`` returns the
+    It is time to evaluate every ``eval_every`` steps and at the last step, ``steps``: budgets are
+    counted in steps (and so in answers), never in seconds, so that a run does the same work on
+    every machine. ``time_guard`` is only a guard: a run whose training has taken more than that
+    many seconds raises, saying the machine is slower than the book assumes. ``evaluate()`` returns the
     held-out numbers (``"accuracy"`` at least), added to ``entry`` in place; a progress ``bar``
     (tqdm) then shows the entries named by ``show`` (``(label, key)`` pairs; NaN where ``entry``
     lacks the key). A run also ends as soon as an evaluation reaches ``stop_at_accuracy``.
 
     Returns:
       True if the run should stop after this step.
+
+    Raises:
+      RuntimeError: ``seconds`` exceeds ``time_guard``.
     """
-    last = step == steps or (max_seconds is not None and seconds >= max_seconds)
+    if time_guard is not None and seconds > time_guard:
+        raise RuntimeError(
+            f"this run took more than {time_guard:.0f} s of training by step {step} of {steps}: "
+            "this machine is slower than the book assumes (budgets are in steps, so the result "
+            "would be the same, only later); raise or drop time_guard to let it finish")
+    last = step == steps
     if step % eval_every == 0 or last:
         entry.update(evaluate())
         if bar is not None:

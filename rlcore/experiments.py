@@ -35,6 +35,7 @@ from .grpo import GRPOConfig, train_grpo
 from .ppo import PPOConfig, train_ppo
 from .policy import FIFTH_GRADER_DIR, TOKENIZER_DIR, load_policy, save_policy
 from .reinforce import ReinforceConfig, train_reinforce
+from .reproducibility import book_seed
 from .sft import SFTConfig, train_sft
 from .tasks import AdditionTask
 
@@ -94,12 +95,13 @@ def run_sft(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu",
     }
 
 
-def _run_rl(name: str, train, config, *, seed: int, steps: Optional[int], device: str,
-            progress: bool, max_seconds: Optional[float], stop_at_accuracy: Optional[float] = None) -> dict:
+def _run_rl(name: str, train, config, *, seed: Optional[int], steps: Optional[int], device: str,
+            progress: bool, time_guard: Optional[float], stop_at_accuracy: Optional[float] = None) -> dict:
     task = make_task()
     model, tokenizer = load_policy(device=device)
+    seed = book_seed() if seed is None else seed
     config = replace(config, seed=seed, **({} if steps is None else {"steps": steps}))
-    result = train(model, tokenizer, task, config, progress=progress, max_seconds=max_seconds,
+    result = train(model, tokenizer, task, config, progress=progress, time_guard=time_guard,
                    stop_at_accuracy=stop_at_accuracy)
     history = result["history"]
     evals = [h for h in history if "accuracy" in h]
@@ -112,39 +114,39 @@ def _run_rl(name: str, train, config, *, seed: int, steps: Optional[int], device
     }
 
 
-def run_reinforce(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu",
+def run_reinforce(*, seed: Optional[int] = None, steps: Optional[int] = None, device: str = "cpu",
                   config: ReinforceConfig = CHAPTER1_REINFORCE, progress: bool = True,
-                  max_seconds: Optional[float] = None, stop_at_accuracy: Optional[float] = None) -> dict:
-    """Chapter 1: REINFORCE from the shipped fifth grader."""
+                  time_guard: Optional[float] = None, stop_at_accuracy: Optional[float] = None) -> dict:
+    """Chapter 1: REINFORCE from the shipped fifth grader (``seed`` defaults to :func:`book_seed`)."""
     return _run_rl("reinforce", train_reinforce, config, seed=seed, steps=steps, device=device,
-                   progress=progress, max_seconds=max_seconds, stop_at_accuracy=stop_at_accuracy)
+                   progress=progress, time_guard=time_guard, stop_at_accuracy=stop_at_accuracy)
 
 
-def run_ppo(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu",
-            config: PPOConfig = CHAPTER7_PPO, progress: bool = True, max_seconds: Optional[float] = None,
+def run_ppo(*, seed: Optional[int] = None, steps: Optional[int] = None, device: str = "cpu",
+            config: PPOConfig = CHAPTER7_PPO, progress: bool = True, time_guard: Optional[float] = None,
             stop_at_accuracy: Optional[float] = None) -> dict:
     """Chapter 7: PPO from the shipped fifth grader."""
     return _run_rl("ppo", train_ppo, config, seed=seed, steps=steps, device=device, progress=progress,
-                   max_seconds=max_seconds, stop_at_accuracy=stop_at_accuracy)
+                   time_guard=time_guard, stop_at_accuracy=stop_at_accuracy)
 
 
-def run_grpo(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu",
-             config: GRPOConfig = CHAPTER8_GRPO, progress: bool = True, max_seconds: Optional[float] = None,
+def run_grpo(*, seed: Optional[int] = None, steps: Optional[int] = None, device: str = "cpu",
+             config: GRPOConfig = CHAPTER8_GRPO, progress: bool = True, time_guard: Optional[float] = None,
              stop_at_accuracy: Optional[float] = None) -> dict:
     """Chapter 8: GRPO from the shipped fifth grader."""
     return _run_rl("grpo", train_grpo, config, seed=seed, steps=steps, device=device, progress=progress,
-                   max_seconds=max_seconds, stop_at_accuracy=stop_at_accuracy)
+                   time_guard=time_guard, stop_at_accuracy=stop_at_accuracy)
 
 
-def run_dpo(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu",
+def run_dpo(*, seed: Optional[int] = None, steps: Optional[int] = None, device: str = "cpu",
             config: DPOConfig = CHAPTER9_DPO, online: Optional[bool] = None, progress: bool = True,
-            max_seconds: Optional[float] = None, stop_at_accuracy: Optional[float] = None) -> dict:
+            time_guard: Optional[float] = None, stop_at_accuracy: Optional[float] = None) -> dict:
     """Chapter 9: DPO from the shipped fifth grader; ``online`` overrides ``config.online``
     (``True``: pairs re-sampled from the current policy; ``False``: one fixed set)."""
     if online is not None:
         config = replace(config, online=online)
     result = _run_rl("dpo", train_dpo, config, seed=seed, steps=steps, device=device, progress=progress,
-                     max_seconds=max_seconds, stop_at_accuracy=stop_at_accuracy)
+                     time_guard=time_guard, stop_at_accuracy=stop_at_accuracy)
     result["online"] = config.online
     return result
 
@@ -167,7 +169,8 @@ def _summarise(results: list[dict]) -> dict:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlcore.experiments", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=["sft", "reinforce", "ppo", "grpo", "dpo", "compare"])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed (default: $RLCORE_SEED, or 0 when it is unset)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds: mean and spread")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the book's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -185,6 +188,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--eval-samples", type=int, default=None,
                         help="compare: evaluate about every this many sampled answers")
     args = parser.parse_args(argv)
+    if args.seed is None:
+        args.seed = book_seed()
     if args.name == "compare":
         from .compare import main_compare
 

@@ -86,7 +86,7 @@ def grpo_advantages(rewards: torch.Tensor, config: GRPOConfig) -> torch.Tensor:
 
 
 def train_grpo(model, tokenizer, task: AdditionTask, config: GRPOConfig = GRPOConfig(), *,
-               progress: bool = True, max_seconds: Optional[float] = None,
+               progress: bool = True, time_guard: Optional[float] = None,
                stop_at_accuracy: Optional[float] = None) -> dict:
     """Train ``model`` in place with GRPO; return the history of logged statistics.
 
@@ -138,7 +138,7 @@ def train_grpo(model, tokenizer, task: AdditionTask, config: GRPOConfig = GRPOCo
             **stats,
         }
         stop = evaluate_and_stop(entry, step=step, steps=config.steps, eval_every=config.eval_every,
-                                 seconds=train_seconds, evaluate=evaluate, max_seconds=max_seconds,
+                                 seconds=train_seconds, evaluate=evaluate, time_guard=time_guard,
                                  stop_at_accuracy=stop_at_accuracy, bar=bar)
         history.append(entry)
         if stop:

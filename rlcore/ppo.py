@@ -139,7 +139,7 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
 
 def train_ppo(model, tokenizer, task: AdditionTask, config: PPOConfig = PPOConfig(), *,
               critic: Optional[ValueModel] = None, progress: bool = True,
-              max_seconds: Optional[float] = None, stop_at_accuracy: Optional[float] = None) -> dict:
+              time_guard: Optional[float] = None, stop_at_accuracy: Optional[float] = None) -> dict:
     """Train ``model`` in place with PPO; return the history and the trained critic.
 
     Runs on the device of ``model``'s parameters (the critic and the reference follow it).
@@ -201,7 +201,7 @@ def train_ppo(model, tokenizer, task: AdditionTask, config: PPOConfig = PPOConfi
             **stats,
         }
         stop = evaluate_and_stop(entry, step=step, steps=config.steps, eval_every=config.eval_every,
-                                 seconds=train_seconds, evaluate=evaluate, max_seconds=max_seconds,
+                                 seconds=train_seconds, evaluate=evaluate, time_guard=time_guard,
                                  stop_at_accuracy=stop_at_accuracy, bar=bar)
         history.append(entry)
         if stop:

@@ -55,7 +55,7 @@ class ReinforceConfig:
 
 
 def train_reinforce(model, tokenizer, task: AdditionTask, config: ReinforceConfig = ReinforceConfig(),
-                    *, progress: bool = True, max_seconds: Optional[float] = None,
+                    *, progress: bool = True, time_guard: Optional[float] = None,
                     stop_at_accuracy: Optional[float] = None) -> dict:
     """Run REINFORCE in place on ``model``; return the training history.
 
@@ -96,7 +96,7 @@ def train_reinforce(model, tokenizer, task: AdditionTask, config: ReinforceConfi
         train_seconds += time.perf_counter() - t0
         entry = {"step": step, "samples": samples, "seconds": train_seconds, "reward": rewards.mean().item()}
         stop = evaluate_and_stop(entry, step=step, steps=config.steps, eval_every=config.eval_every,
-                                 seconds=train_seconds, evaluate=evaluate, max_seconds=max_seconds,
+                                 seconds=train_seconds, evaluate=evaluate, time_guard=time_guard,
                                  stop_at_accuracy=stop_at_accuracy, bar=bar)
         if "accuracy" in entry:  # the history keeps the evaluated steps only
             history.append(entry)

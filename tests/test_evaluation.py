@@ -18,7 +18,7 @@ class Bar:
         self.shown.append(dict(values))
 
 
-def run(steps, eval_every, *, seconds_per_step=1.0, max_seconds=None, stop_at_accuracy=None,
+def run(steps, eval_every, *, seconds_per_step=1.0, time_guard=None, stop_at_accuracy=None,
         accuracies=None):
     """Drive evaluate_and_stop the way a training loop does; return the evaluated steps and the last step."""
     calls, evaluated = [], []
@@ -32,7 +32,7 @@ def run(steps, eval_every, *, seconds_per_step=1.0, max_seconds=None, stop_at_ac
         entry = {"step": step}
         stop = evaluate_and_stop(entry, step=step, steps=steps, eval_every=eval_every,
                                  seconds=step * seconds_per_step, evaluate=evaluate,
-                                 max_seconds=max_seconds, stop_at_accuracy=stop_at_accuracy)
+                                 time_guard=time_guard, stop_at_accuracy=stop_at_accuracy)
         if "accuracy" in entry:
             evaluated.append(step)
         if stop:
@@ -47,9 +47,12 @@ def test_every_eval_every_steps_and_at_the_last():
     assert run(1, 5) == ([1], 1)
 
 
-def test_the_time_budget_ends_the_run_after_the_step_that_spends_it():
-    # 2.5 s per step, 6 s budget: step 3 (7.5 s) is the last, and it is evaluated
-    assert run(100, 10, seconds_per_step=2.5, max_seconds=6.0) == ([3], 3)
+def test_time_is_a_guard_that_fails_loudly_never_a_budget():
+    # within the guard the clock changes nothing: the same steps are evaluated
+    assert run(10, 3, seconds_per_step=2.5, time_guard=30.0) == run(10, 3)
+    # past it the run raises instead of quietly stopping early with a different result
+    with pytest.raises(RuntimeError, match="slower than the book assumes"):
+        run(100, 10, seconds_per_step=2.5, time_guard=6.0)
 
 
 def test_reaching_the_target_accuracy_stops_at_that_evaluation():
