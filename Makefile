@@ -6,7 +6,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test unit notebooks browser chromium serve clean
+.PHONY: book test unit notebooks browser chromium serve clean robustness robustness-seed1 \
+	robustness-seed2 robustness-default floors
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,23 @@ unit: $(STAMP)
 notebooks: $(STAMP)
 	$(PY) -m pytest --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider \
 		-p tests.nbval_cache --nb-cache _build/.jupyter_cache chapters
+
+## make robustness: every chapter under nbval three more times, at RLCORE_SEED=1, at RLCORE_SEED=2,
+## and with PyTorch's portable CPU kernels (ATEN_CPU_CAPABILITY=default), which round differently
+## from a modern processor's own. The claims the chapters assert must hold on all of them, as on a
+## reader's machine. Not part of `make test`; `make -j2 robustness` runs two at a time. These runs
+## do not touch the book's execution cache. (The spread behind each threshold: python -m rlcore.robustness)
+NBVAL_PLAIN = $(PY) -m pytest --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider -q chapters
+robustness: robustness-seed1 robustness-seed2 robustness-default
+
+robustness-seed1: $(STAMP)
+	RLCORE_SEED=1 $(NBVAL_PLAIN)
+
+robustness-seed2: $(STAMP)
+	RLCORE_SEED=2 $(NBVAL_PLAIN)
+
+robustness-default: $(STAMP)
+	ATEN_CPU_CAPABILITY=default $(NBVAL_PLAIN)
 
 # Build the book (the notebooks come from the execution cache nbval just filled, so nothing runs
 # twice), then open every page in headless Chromium: math typeset, figures shown, no tracebacks.

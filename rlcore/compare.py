@@ -52,6 +52,7 @@ import torch
 from . import experiments as _experiments
 from .masked import masked_mean
 from .policy import ASSETS, load_policy
+from .reproducibility import cpu_kernels
 from .rollout import generate, response_forward
 
 __all__ = [
@@ -210,7 +211,8 @@ def run_method(name: str, *, seed: int = 0, budget: int = DEFAULT_BUDGET,
     evals = [h for h in result["history"] if "accuracy" in h]
     curve = [{"step": h["step"], "samples": h["samples"], "seconds": round(h["seconds"], 3),
               "accuracy": h["accuracy"]} for h in evals]
-    record = {"method": name, "seed": seed, "config": asdict(config), "train_samples": result["samples"]}
+    record = {"method": name, "seed": seed, "kernels": cpu_kernels(), "config": asdict(config),
+              "train_samples": result["samples"]}
     if name == "dpo_offline":  # pro-rate the up-front pool over the steps: answers behind the pairs used
         pool = result["samples"]
         for point in curve:
