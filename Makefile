@@ -50,6 +50,15 @@ robustness-seed2: $(STAMP)
 robustness-default: $(STAMP)
 	ATEN_CPU_CAPABILITY=default $(NBVAL_PLAIN)
 
+## make floors: the lowest versions requirements.txt admits (.ci/floors.txt; torch held at 2.13.0)
+## in their own .venv-floors: the unit tests and chapter 1, the first language-model chapter.
+FLOORS := .venv-floors
+floors:
+	[ -x $(FLOORS)/bin/python ] || $(PYTHON) -m venv $(FLOORS)
+	$(FLOORS)/bin/python -m pip install -q -r requirements.txt -c .ci/floors.txt
+	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider tests --ignore=tests/test_browser.py
+	$(FLOORS)/bin/python -m pytest -q -p no:cacheprovider --nbval-lax chapters/01_a_story.ipynb
+
 # Build the book (the notebooks come from the execution cache nbval just filled, so nothing runs
 # twice), then open every page in headless Chromium: math typeset, figures shown, no tracebacks.
 # Full-page screenshots land in _build/screenshots/. Skipped, saying why, without Chromium.

@@ -1,7 +1,7 @@
 """Head to head: every training method of the book on the same fifth grader, task, held-out set
 and budget of sampled answers (chapter 10).
 
-    python -m rlcore.experiments compare [--seeds 0 1 2] [--budget N] [--methods NAME ...] [--out PATH]
+    python -m rlcore.experiments compare [--seeds 0 1 2 3 4] [--kernels native default] [--budget N] [--methods NAME ...] [--out PATH]
 
 Eight methods, each the configuration its chapter uses (read from :mod:`rlcore.experiments` when
 the comparison runs, so a change to a chapter's constant reaches the comparison):
@@ -40,8 +40,12 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -59,6 +63,7 @@ __all__ = [
     "METHODS",
     "DEFAULT_BUDGET",
     "DEFAULT_SEEDS",
+    "DEFAULT_KERNELS",
     "DEFAULT_EVAL_SAMPLES",
     "THRESHOLDS",
     "RESULTS_PATH",
@@ -78,7 +83,11 @@ __all__ = [
 METHODS = ("reinforce", "reinforce_baseline", "rloo", "ppo", "grpo", "dr_grpo", "dpo_online", "dpo_offline")
 #: Answers sampled and graded per run.
 DEFAULT_BUDGET = 20_000
-DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+#: CPU kernel families the comparison runs under (``ATEN_CPU_CAPABILITY``; ``"native"`` is the
+#: processor's own choice). Each rounds differently, so each seed gives another trajectory in
+#: each family, as on a reader's machine; the chapter's claims must hold over all of them.
+DEFAULT_KERNELS = ("native", "default")
 #: Held-out accuracy is measured about every this many sampled answers.
 DEFAULT_EVAL_SAMPLES = 640
 #: Accuracy levels whose first crossing is timed (in answers and in seconds).
@@ -300,11 +309,13 @@ def mean_curve(runs: Sequence[dict], grid: Sequence[float]):
 
 
 def command_line(*, budget: int, seeds: Sequence[int], methods: Sequence[str], eval_samples: int,
-                 out: Optional[Path] = None) -> str:
+                 out: Optional[Path] = None, kernels: Sequence[str] = DEFAULT_KERNELS) -> str:
     """The shell command that reproduces a comparison (defaults left out)."""
     parts = ["python -m rlcore.experiments compare"]
     if list(seeds) != list(DEFAULT_SEEDS):
         parts.append("--seeds " + " ".join(map(str, seeds)))
+    if list(kernels) != list(DEFAULT_KERNELS):
+        parts.append("--kernels " + " ".join(kernels))
     if budget != DEFAULT_BUDGET:
         parts.append(f"--budget {budget}")
     if list(methods) != list(METHODS):
@@ -316,12 +327,38 @@ def command_line(*, budget: int, seeds: Sequence[int], methods: Sequence[str], e
     return " ".join(parts)
 
 
+def _current_kernels_request() -> str:
+    return os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower() or "native"
+
+
+def _runs_in_subprocess(family: str, *, methods, seeds, budget, eval_samples, device) -> list[dict]:
+    """The runs of one kernel family, made by a child process with ``ATEN_CPU_CAPABILITY`` set
+    (PyTorch reads it once, at start-up)."""
+    env = dict(os.environ)
+    env.pop("ATEN_CPU_CAPABILITY", None)
+    if family != "native":
+        env["ATEN_CPU_CAPABILITY"] = family
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "runs.json"
+        cmd = [sys.executable, "-m", "rlcore.experiments", "compare", "--kernels", family,
+               "--seeds", *map(str, seeds), "--methods", *methods, "--budget", str(budget),
+               "--eval-samples", str(eval_samples), "--device", device, "--threads", str(torch.get_num_threads()),
+               "--out", str(out)]
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+        return load_results(out)["runs"]
+
+
 def run_compare(*, methods: Sequence[str] = METHODS, seeds: Sequence[int] = DEFAULT_SEEDS,
                 budget: int = DEFAULT_BUDGET, eval_samples: int = DEFAULT_EVAL_SAMPLES, device: str = "cpu",
-                out: Optional[Path] = RESULTS_PATH, progress: bool = True) -> dict:
-    """Run every method for every seed, summarise, and (unless ``out`` is None) write JSON to ``out``.
+                out: Optional[Path] = RESULTS_PATH, progress: bool = True,
+                kernels: Sequence[str] = DEFAULT_KERNELS) -> dict:
+    """Run every method for every seed under every CPU kernel family, summarise, and (unless ``out``
+    is None) write JSON to ``out``.
 
-    Returns the results: ``command``, ``budget``, ``seeds``, ``methods`` (name → ``runner``,
+    ``kernels`` names ``ATEN_CPU_CAPABILITY`` values (``"native"`` leaves the processor's choice);
+    the family this process runs under is run here, every other one by a child process.
+
+    Returns the results: ``command``, ``budget``, ``seeds``, ``kernels``, ``methods`` (name → ``runner``,
     ``answers_per_step`` and ``config``), ``eval_samples``, ``thresholds``, ``versions``
     (python, torch, transformers, rlcore), ``threads``, ``date``, ``total_seconds``, ``runs``
     (the :func:`run_method` records) and ``summary`` (:func:`summarise`).
@@ -335,17 +372,29 @@ def run_compare(*, methods: Sequence[str] = METHODS, seeds: Sequence[int] = DEFA
         raise ValueError(f"methods must be a non-empty subset of {list(METHODS)}, got {list(methods)}")
     if not seeds:
         raise ValueError("seeds must not be empty")
+    kernels = [k.strip().lower() for k in kernels]
+    if not kernels or len(set(kernels)) != len(kernels):
+        raise ValueError(f"kernels must be a non-empty list without repeats, got {list(kernels)}")
     specs = method_configs(budget, eval_samples=eval_samples)
     start = time.perf_counter()
     runs = []
-    for name in methods:
-        for seed in seeds:
-            runs.append(run_method(name, seed=seed, budget=budget, eval_samples=eval_samples, device=device,
-                                   progress=progress))
+    for family in kernels:
+        if family == _current_kernels_request():
+            for name in methods:
+                for seed in seeds:
+                    runs.append(run_method(name, seed=seed, budget=budget, eval_samples=eval_samples,
+                                           device=device, progress=progress))
+        else:
+            runs += _runs_in_subprocess(family, methods=methods, seeds=seeds, budget=budget,
+                                        eval_samples=eval_samples, device=device)
+    order = {m: i for i, m in enumerate(methods)}
+    runs.sort(key=lambda r: order[r["method"]])  # stable: within a method, kernel family then seed
     results = {
-        "command": command_line(budget=budget, seeds=seeds, methods=methods, eval_samples=eval_samples, out=out),
+        "command": command_line(budget=budget, seeds=seeds, methods=methods, eval_samples=eval_samples, out=out,
+                                kernels=kernels),
         "budget": budget,
         "seeds": list(seeds),
+        "kernels": kernels,
         "eval_samples": eval_samples,
         "thresholds": list(THRESHOLDS),
         "methods": {name: {"runner": specs[name]["runner"], "answers_per_step": specs[name]["answers_per_step"],
@@ -395,7 +444,7 @@ def main_compare(args) -> int:
     out = args.out or RESULTS_PATH
     results = run_compare(methods=args.methods or METHODS, seeds=args.seeds or DEFAULT_SEEDS,
                           budget=args.budget or DEFAULT_BUDGET, eval_samples=args.eval_samples or DEFAULT_EVAL_SAMPLES,
-                          device=args.device, out=out)
+                          device=args.device, out=out, kernels=args.kernels or DEFAULT_KERNELS)
     line = {"experiment": "compare", "command": results["command"], "budget": results["budget"],
             "seeds": results["seeds"], "out": str(out), "total_seconds": results["total_seconds"],
             "summary": results["summary"]}

@@ -5,7 +5,8 @@
     python -m rlcore.experiments ppo        [--seed N] [--steps N] [--device cpu|cuda]
     python -m rlcore.experiments grpo       [--seed N | --seeds 0 1 2] [--steps N] [--device cpu|cuda]
     python -m rlcore.experiments dpo        [--online | --offline] [--seed N | --seeds 0 1 2] [--steps N]
-    python -m rlcore.experiments compare    [--seeds 0 1 2] [--budget N] [--methods NAME ...] [--out PATH]
+    python -m rlcore.experiments compare    [--seeds 0 1 2 3 4] [--kernels native default] [--budget N]
+                                            [--methods NAME ...] [--out PATH]
 
 A tqdm bar goes to stderr; the last line on stdout is one JSON object with at least
 ``accuracy_before`` and ``accuracy_after`` (held-out, greedy, 0–1), ``samples`` (answers
@@ -33,7 +34,7 @@ from .dpo import DPOConfig, train_dpo
 from .evaluation import accuracy
 from .grpo import GRPOConfig, train_grpo
 from .ppo import PPOConfig, train_ppo
-from .policy import FIFTH_GRADER_DIR, TOKENIZER_DIR, load_policy, save_policy
+from .policy import FIFTH_GRADER_DIR, TOKENIZER_DIR, load_policy, save_policy, save_tokenizer
 from .reinforce import ReinforceConfig, train_reinforce
 from .reproducibility import book_seed
 from .sft import SFTConfig, train_sft
@@ -80,7 +81,7 @@ def run_sft(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu",
     if out is not None:
         save_policy(model.to("cpu"), tokenizer, out)
         if Path(out) == FIFTH_GRADER_DIR:
-            tokenizer.save_pretrained(str(TOKENIZER_DIR))
+            save_tokenizer(tokenizer, TOKENIZER_DIR)
     return {
         "experiment": "sft",
         "seed": seed,
@@ -185,6 +186,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                        help="dpo: one fixed set of pairs sampled from the fifth grader")
     parser.add_argument("--budget", type=int, default=None, help="compare: answers sampled per run")
     parser.add_argument("--methods", nargs="+", default=None, help="compare: which methods (default: all)")
+    parser.add_argument("--kernels", nargs="+", default=None,
+                        help="compare: CPU kernel families, ATEN_CPU_CAPABILITY values or native "
+                             "(default: native default)")
     parser.add_argument("--eval-samples", type=int, default=None,
                         help="compare: evaluate about every this many sampled answers")
     args = parser.parse_args(argv)

@@ -13,6 +13,7 @@ A reader with internet and a GPU can swap in a real hub model with one switch:
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "build_model",
     "load_policy",
     "save_policy",
+    "save_tokenizer",
     "HUB_MODEL_ENV",
 ]
 
@@ -144,7 +146,21 @@ def save_policy(model, tokenizer, path: Union[str, Path]) -> None:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(path), safe_serialization=True)
+    save_tokenizer(tokenizer, path)
+
+
+def save_tokenizer(tokenizer, path: Union[str, Path]) -> None:
+    """``save_pretrained``, with the class named ``PreTrainedTokenizerFast`` in the config.
+
+    transformers 5 writes its new name for the class, ``TokenizersBackend``, which transformers 4
+    does not know (it warns on every load); the class name every version knows loads the same
+    tokenizer in both."""
+    path = Path(path)
     tokenizer.save_pretrained(str(path))
+    config_file = path / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def load_policy(path: Union[str, Path, None] = None, *, hub_model: Optional[str] = None,

@@ -24,9 +24,9 @@ from rlcore.compare import (
 )
 from rlcore.policy import load_policy
 
-RUN_KEYS = {"method", "seed", "config", "curve", "final_accuracy", "samples", "wall_seconds", "reached",
+RUN_KEYS = {"method", "seed", "kernels", "config", "curve", "final_accuracy", "samples", "wall_seconds", "reached",
             "train_samples", "kl", "kl_per_answer", "response_length"}
-TOP_KEYS = {"command", "budget", "seeds", "eval_samples", "thresholds", "methods", "versions", "threads",
+TOP_KEYS = {"command", "budget", "seeds", "kernels", "eval_samples", "thresholds", "methods", "versions", "threads",
             "device", "date", "total_seconds", "runs", "summary"}
 
 
@@ -144,7 +144,7 @@ def test_policy_kl_is_zero_against_itself_and_positive_after_a_nudge():
 def test_tiny_comparison_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "compare.json"
     code = experiments.main(["compare", "--methods", "reinforce", "grpo", "--seeds", "0", "--budget", "1280",
-                             "--out", str(out)])
+                             "--kernels", "native", "--out", str(out)])
     assert code == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["experiment"] == "compare" and set(line["summary"]) == {"reinforce", "grpo"}
@@ -152,6 +152,7 @@ def test_tiny_comparison_from_the_command_line(tmp_path, capsys):
     assert TOP_KEYS <= set(results)
     assert results["command"].startswith("python -m rlcore.experiments compare")
     assert "--budget 1280" in results["command"] and "--methods reinforce grpo" in results["command"]
+    assert "--kernels native" in results["command"] and results["kernels"] == ["native"]
     assert results["budget"] == 1280 and results["seeds"] == [0]
     assert set(results["methods"]) == {"reinforce", "grpo"}
     assert {"torch", "transformers"} <= set(results["versions"])
@@ -168,6 +169,19 @@ def test_tiny_comparison_from_the_command_line(tmp_path, capsys):
     assert results["summary"] == summarise(results["runs"])
     # the start is the shipped fifth grader for every method
     assert len({run["curve"][0]["accuracy"] for run in results["runs"]}) == 1
+
+
+def test_other_kernel_families_run_in_a_child_process(tmp_path, monkeypatch):
+    """Each kernel family is a separate set of runs, labelled with the family PyTorch really used."""
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    results = run_compare(methods=["reinforce"], seeds=[0, 1], budget=128, eval_samples=64,
+                          kernels=["native", "default"], out=tmp_path / "k.json", progress=False)
+    runs = results["runs"]
+    assert [(r["seed"], r["kernels"] == "DEFAULT") for r in runs] == [(0, False), (1, False), (0, True), (1, True)]
+    assert results["kernels"] == ["native", "default"] and "--kernels" not in results["command"]
+    assert results["summary"]["reinforce"]["runs"] == 4
+    with pytest.raises(ValueError, match="kernels"):
+        run_compare(methods=["reinforce"], seeds=[0], kernels=["native", "native"], out=None)
 
 
 def test_a_prefix_of_a_run_repeats_it_exactly():
@@ -187,8 +201,9 @@ def test_the_shipped_results_file():
     results = compare.load_results()
     assert TOP_KEYS <= set(results)
     assert list(results["methods"]) == list(METHODS)
-    assert len(results["seeds"]) >= 3
-    assert len(results["runs"]) == len(METHODS) * len(results["seeds"])
+    assert len(results["seeds"]) >= 5 and len(results["kernels"]) >= 2  # claims need a spread, not a run
+    assert len(results["runs"]) == len(METHODS) * len(results["seeds"]) * len(results["kernels"])
+    assert len({run["kernels"] for run in results["runs"]}) == len(results["kernels"])
     for run in results["runs"]:
         assert RUN_KEYS <= set(run)
         assert run["curve"][-1]["samples"] <= results["budget"]

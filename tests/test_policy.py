@@ -139,13 +139,24 @@ def test_default_path_never_touches_the_network(tmp_path):
     assert not any(tmp_path.iterdir()), "the default path wrote to the hub cache"
 
 
-def test_hub_switch_is_honoured(monkeypatch):
-    """With the switch set, load_policy goes to the hub (which fails offline, proving the route)."""
-    monkeypatch.setenv("RLCORE_HUB_MODEL", "some-org/some-model")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(Exception) as info:
-        load_policy()
-    assert "some-org/some-model" in str(info.value) or "offline" in str(info.value).lower()
+def test_hub_switch_is_honoured(tmp_path):
+    """With the switch set, load_policy goes to the hub (which fails offline, proving the route).
+
+    In a child process, so that HF_HUB_OFFLINE is set before huggingface_hub reads it at import
+    (set later, it is ignored and the test would wait on the network), with a dead proxy besides."""
+    code = (
+        "from rlcore.policy import load_policy\n"
+        "try:\n"
+        "    load_policy()\n"
+        "except Exception as e:\n"
+        "    print('RAISED', type(e).__name__, e)\n"
+    )
+    env = dict(os.environ, RLCORE_HUB_MODEL="some-org/some-model", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               HF_HOME=str(tmp_path), HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("RAISED"), out.stdout
+    assert "some-org/some-model" in out.stdout or "offline" in out.stdout.lower()
 
 
 def test_build_model_is_a_llama_causal_lm(tokenizer):
