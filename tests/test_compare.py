@@ -197,7 +197,7 @@ def test_a_prefix_of_a_run_repeats_it_exactly():
 
 @pytest.mark.skipif(not RESULTS_PATH.exists(), reason="no results file yet (python -m rlcore.experiments compare)")
 def test_the_shipped_results_file():
-    assert RESULTS_PATH.stat().st_size < 200_000
+    assert RESULTS_PATH.stat().st_size < 400_000  # 80 runs: small enough to ship inside the package
     results = compare.load_results()
     assert TOP_KEYS <= set(results)
     assert list(results["methods"]) == list(METHODS)
