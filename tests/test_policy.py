@@ -168,3 +168,20 @@ def test_build_model_is_a_llama_causal_lm(tokenizer):
     again = build_model(tokenizer, seed=0)
     for p, q in zip(model.parameters(), again.parameters()):
         assert torch.equal(p, q)
+
+
+def test_tokenizer_files_name_a_class_every_transformers_knows(tmp_path):
+    """transformers 5 saves its new class name, TokenizersBackend, which transformers 4 warns about
+    on every load; the shipped files and save_tokenizer name PreTrainedTokenizerFast instead."""
+    import json
+
+    from rlcore.policy import FIFTH_GRADER_DIR, TOKENIZER_DIR, load_tokenizer, save_tokenizer
+
+    for folder in (TOKENIZER_DIR, FIFTH_GRADER_DIR):
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        assert config["tokenizer_class"] == "PreTrainedTokenizerFast", folder
+    tok = load_tokenizer()
+    save_tokenizer(tok, tmp_path)
+    assert json.loads((tmp_path / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
+    again = load_tokenizer(tmp_path)
+    assert again("047+085=")["input_ids"] == tok("047+085=")["input_ids"]
