@@ -5,8 +5,7 @@
     python -m rlcore.experiments ppo        [--seed N] [--steps N] [--device cpu|cuda]
     python -m rlcore.experiments grpo       [--seed N | --seeds 0 1 2] [--steps N] [--device cpu|cuda]
     python -m rlcore.experiments dpo        [--online | --offline] [--seed N | --seeds 0 1 2] [--steps N]
-    python -m rlcore.experiments compare    [--seeds 0 1 2 3 4] [--kernels native default] [--budget N]
-                                            [--methods NAME ...] [--out PATH]
+    python -m rlcore.experiments compare    [--seeds 0 1 2 3 4] [--kernels native default] [--budget N] [--methods NAME ...] [--out PATH]
 
 A tqdm bar goes to stderr; the last line on stdout is one JSON object with at least
 ``accuracy_before`` and ``accuracy_after`` (held-out, greedy, 0–1), ``samples`` (answers
@@ -118,7 +117,7 @@ def _run_rl(name: str, train, config, *, seed: Optional[int], steps: Optional[in
 def run_reinforce(*, seed: Optional[int] = None, steps: Optional[int] = None, device: str = "cpu",
                   config: ReinforceConfig = CHAPTER1_REINFORCE, progress: bool = True,
                   time_guard: Optional[float] = None, stop_at_accuracy: Optional[float] = None) -> dict:
-    """Chapter 1: REINFORCE from the shipped fifth grader (``seed`` defaults to :func:`book_seed`)."""
+    """Chapter 1: REINFORCE from the shipped fifth grader (``seed`` defaults to :func:`~rlcore.reproducibility.book_seed`)."""
     return _run_rl("reinforce", train_reinforce, config, seed=seed, steps=steps, device=device,
                    progress=progress, time_guard=time_guard, stop_at_accuracy=stop_at_accuracy)
 
