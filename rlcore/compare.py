@@ -327,8 +327,13 @@ def command_line(*, budget: int, seeds: Sequence[int], methods: Sequence[str], e
     return " ".join(parts)
 
 
+#: The kernel family this process was started with (PyTorch reads ``ATEN_CPU_CAPABILITY`` once, at
+#: start-up, so a later change of the variable does not change the kernels in use).
+_STARTUP_KERNELS = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower() or "native"
+
+
 def _current_kernels_request() -> str:
-    return os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower() or "native"
+    return _STARTUP_KERNELS
 
 
 def _runs_in_subprocess(family: str, *, methods, seeds, budget, eval_samples, device) -> list[dict]:
