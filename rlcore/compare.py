@@ -332,10 +332,6 @@ def command_line(*, budget: int, seeds: Sequence[int], methods: Sequence[str], e
 _STARTUP_KERNELS = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower() or "native"
 
 
-def _current_kernels_request() -> str:
-    return _STARTUP_KERNELS
-
-
 def _runs_in_subprocess(family: str, *, methods, seeds, budget, eval_samples, device) -> list[dict]:
     """The runs of one kernel family, made by a child process with ``ATEN_CPU_CAPABILITY`` set
     (PyTorch reads it once, at start-up)."""
@@ -384,7 +380,7 @@ def run_compare(*, methods: Sequence[str] = METHODS, seeds: Sequence[int] = DEFA
     start = time.perf_counter()
     runs = []
     for family in kernels:
-        if family == _current_kernels_request():
+        if family == _STARTUP_KERNELS:
             for name in methods:
                 for seed in seeds:
                     runs.append(run_method(name, seed=seed, budget=budget, eval_samples=eval_samples,

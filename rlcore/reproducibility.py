@@ -22,12 +22,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 from typing import Optional
 
 import torch
 
-__all__ = ["SEED_VARIABLE", "book_seed", "seed_everything", "cpu_kernels", "check"]
+__all__ = ["SEED_VARIABLE", "book_seed", "cpu_kernels", "check"]
 
 #: The environment variable that holds the book-wide seed.
 SEED_VARIABLE = "RLCORE_SEED"
@@ -52,21 +51,6 @@ def book_seed(default: int = 0) -> int:
         raise ValueError(f"{SEED_VARIABLE} must be a non-negative integer, got {raw!r}") from None
     if seed < 0:
         raise ValueError(f"{SEED_VARIABLE} must be a non-negative integer, got {seed}")
-    return seed
-
-
-def seed_everything(seed: int) -> int:
-    """Seed Python's, NumPy's and PyTorch's global generators with ``seed``; return it."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    random.seed(seed)
-    torch.manual_seed(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed % 2**32)
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        pass
     return seed
 
 

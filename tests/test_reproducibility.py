@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from rlcore.reproducibility import book_seed, check, cpu_kernels, seed_everything
+from rlcore.reproducibility import book_seed, check, cpu_kernels
 
 
 def test_book_seed_reads_the_environment(monkeypatch):
@@ -21,17 +21,6 @@ def test_bad_seed_names_the_variable(monkeypatch, raw):
     monkeypatch.setenv("RLCORE_SEED", raw)
     with pytest.raises(ValueError, match="RLCORE_SEED"):
         book_seed()
-
-
-def test_seed_everything_makes_draws_repeat():
-    import torch
-
-    seed_everything(5)
-    a = torch.rand(3)
-    seed_everything(5)
-    assert torch.equal(a, torch.rand(3))
-    with pytest.raises(ValueError, match="seed"):
-        seed_everything(-1)
 
 
 def test_check_passes_fails_and_records(tmp_path, monkeypatch):
