@@ -3,18 +3,19 @@ and budget of sampled answers (chapter 10).
 
     python -m rlcore.experiments compare [--seeds 0 1 2 3 4] [--kernels native default] [--budget N] [--methods NAME ...] [--out PATH]
 
-Eight methods, each the configuration its chapter uses (read from :mod:`rlcore.experiments` when
-the comparison runs, so a change to a chapter's constant reaches the comparison):
+The contestants are :data:`rlcore.settings.HEAD_TO_HEAD` (read when the comparison runs): every
+method with one shared update (:data:`rlcore.settings.HEAD_TO_HEAD_UPDATE`), so that they differ in
+their credit and in what the credit needs by design:
 
-* ``reinforce``: ``CHAPTER1_REINFORCE``, weights ±1, one answer per problem (chapter 1);
-* ``reinforce_baseline``: the same with the batch's mean reward subtracted (``baseline="batch"``);
-* ``rloo``: the same with a leave-one-out baseline over 4 answers per problem, and a quarter of the
-  problems, so that a step samples as many answers;
-* ``ppo``: ``CHAPTER7_PPO``, a critic, GAE over tokens, KL in the reward (chapter 7);
-* ``grpo``: ``CHAPTER8_GRPO``, group-relative advantages, no critic (chapter 8);
-* ``dr_grpo``: the same with ``loss_type="dr_grpo"`` and ``scale_rewards="none"``;
-* ``dpo_online``: ``CHAPTER9_DPO``, pairs re-sampled from the current policy (chapter 9);
-* ``dpo_offline``: the same with one fixed set of pairs sampled from the fifth grader.
+* ``reinforce``: ±1 per answer, one answer per problem (chapter 1's credit);
+* ``reinforce_baseline``: the mark minus the batch's mean mark;
+* ``rloo``: the mark minus the mean of the other answers to the same problem, 16 problems × 4 answers;
+* ``ppo``: a critic, GAE over tokens, a k1 KL penalty in the reward (chapter 7's credit);
+* ``grpo``: the mark against its group of 8 answers, each answer's tokens averaged (chapter 8);
+* ``dr_grpo``: the same without the division by the group's std, and a constant normaliser;
+* ``dpo_online``: DPO on pairs re-sampled from the current policy (chapter 9);
+* ``dpo_offline``: the same with one fixed pool of pairs sampled from the fifth grader;
+* ``reinforce_one_pass``: the control, chapter 1's REINFORCE exactly: one plain step per batch.
 
 **The budget** is a number of answers sampled and graded. Each method's number of steps is the
 budget divided by the answers it samples per step (rounded down). Online DPO samples at least
@@ -53,11 +54,12 @@ from typing import Optional, Sequence
 
 import torch
 
-from . import experiments as _experiments
+from . import settings as _settings
 from .masked import masked_mean
 from .policy import ASSETS, load_policy
 from .reproducibility import cpu_kernels
 from .rollout import generate, response_forward
+from .runs import run
 
 __all__ = [
     "METHODS",
@@ -80,7 +82,7 @@ __all__ = [
 ]
 
 #: The methods, in the order the chapter shows them.
-METHODS = ("reinforce", "reinforce_baseline", "rloo", "ppo", "grpo", "dr_grpo", "dpo_online", "dpo_offline")
+METHODS = tuple(_settings.HEAD_TO_HEAD)
 #: Answers sampled and graded per run.
 DEFAULT_BUDGET = 20_000
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
@@ -96,54 +98,27 @@ THRESHOLDS = (0.8, 0.9)
 RESULTS_PATH = ASSETS / "results" / "compare.json"
 #: Seed of the answers :func:`policy_kl` samples after training (the same for every run).
 KL_SEED = 10_007
-RLOO_GROUP_SIZE = 4
-
-
-def _answers_per_step(runner: str, config) -> int:
-    if runner == "reinforce":
-        return config.batch_size * config.group_size
-    if runner == "ppo":
-        return config.batch_size
-    if runner == "grpo":
-        return config.prompts_per_step * config.group_size
-    return config.prompts_per_round * config.samples_per_prompt  # dpo: at least one round per step
 
 
 def method_configs(budget: int = DEFAULT_BUDGET, *, eval_samples: int = DEFAULT_EVAL_SAMPLES) -> dict:
-    """Each method's runner and configuration for a budget of ``budget`` sampled answers.
+    """Each contestant's configuration for a budget of ``budget`` sampled answers.
 
     Returns:
-      A dict from each name of :data:`METHODS` (in that order) to a dict with ``runner`` (one of
-      ``"reinforce"``, ``"ppo"``, ``"grpo"``, ``"dpo"``), ``config`` (the method's config
-      dataclass) and ``answers_per_step``. In each config, ``steps`` is the budget divided by
-      ``answers_per_step``, rounded down (for DPO, whose steps may sample more, a ceiling on the
-      steps the budget allows), and ``eval_every`` is the whole number of steps closest to
-      ``eval_samples`` answers. The chapters' constants are read now, not at import.
+      A dict from each name of :data:`METHODS` (in that order) to a dict with ``config`` (its
+      :class:`~rlcore.train.TrainConfig`) and ``answers_per_step``. In each config, ``steps`` is
+      the budget divided by ``answers_per_step``, rounded down (for DPO, whose steps may sample
+      more than one round, a ceiling on the steps the budget allows), and ``eval_every`` is the
+      whole number of steps closest to ``eval_samples`` answers. :data:`rlcore.settings.HEAD_TO_HEAD`
+      is read now, not at import.
     """
     if budget < 1 or eval_samples < 1:
         raise ValueError(f"budget and eval_samples must be >= 1, got {budget} and {eval_samples}")
-    ex = _experiments
-    base = ex.CHAPTER1_REINFORCE
-    grpo = ex.CHAPTER8_GRPO
-    dpo = ex.CHAPTER9_DPO
-    rloo_problems = max(1, base.batch_size * base.group_size // RLOO_GROUP_SIZE)
-    specs = {
-        "reinforce": ("reinforce", base),
-        "reinforce_baseline": ("reinforce", replace(base, baseline="batch")),
-        "rloo": ("reinforce", replace(base, baseline="rloo", group_size=RLOO_GROUP_SIZE, batch_size=rloo_problems)),
-        "ppo": ("ppo", ex.CHAPTER7_PPO),
-        "grpo": ("grpo", grpo),
-        "dr_grpo": ("grpo", replace(grpo, loss_type="dr_grpo", scale_rewards="none")),
-        "dpo_online": ("dpo", replace(dpo, online=True)),
-        "dpo_offline": ("dpo", replace(dpo, online=False)),
-    }
     out = {}
-    for name, (runner, config) in specs.items():
-        per_step = _answers_per_step(runner, config)
+    for name, config in _settings.HEAD_TO_HEAD.items():
+        per_step = config.answers_per_step
         steps = max(1, budget // per_step)
         eval_every = max(1, round(eval_samples / per_step))
-        out[name] = {"runner": runner, "config": replace(config, steps=steps, eval_every=eval_every),
-                     "answers_per_step": per_step}
+        out[name] = {"config": replace(config, steps=steps, eval_every=eval_every), "answers_per_step": per_step}
     return out
 
 
@@ -213,10 +188,7 @@ def run_method(name: str, *, seed: int = 0, budget: int = DEFAULT_BUDGET,
     config = spec["config"]
     if steps is not None:
         config = replace(config, steps=steps)
-    ex = _experiments
-    common = dict(seed=seed, device=device, config=config, progress=progress)
-    result = {"reinforce": ex.run_reinforce, "ppo": ex.run_ppo, "grpo": ex.run_grpo, "dpo": ex.run_dpo}[
-        spec["runner"]](**common)
+    result = run(name, config, seed=seed, device=device, progress=progress)
     evals = [h for h in result["history"] if "accuracy" in h]
     curve = [{"step": h["step"], "samples": h["samples"], "seconds": round(h["seconds"], 3),
               "accuracy": h["accuracy"]} for h in evals]
@@ -238,7 +210,7 @@ def run_method(name: str, *, seed: int = 0, budget: int = DEFAULT_BUDGET,
     if final_measures:
         model = result["model"]
         reference, tokenizer = load_policy(device=device)
-        record.update(policy_kl(model, reference, tokenizer, ex.make_task().heldout))
+        record.update(policy_kl(model, reference, tokenizer, _settings.make_task().heldout))
     return record
 
 
@@ -359,7 +331,7 @@ def run_compare(*, methods: Sequence[str] = METHODS, seeds: Sequence[int] = DEFA
     ``kernels`` names ``ATEN_CPU_CAPABILITY`` values (``"native"`` leaves the processor's choice);
     the family this process runs under is run here, every other one by a child process.
 
-    Returns the results: ``command``, ``budget``, ``seeds``, ``kernels``, ``methods`` (name → ``runner``,
+    Returns the results: ``command``, ``budget``, ``seeds``, ``kernels``, ``methods`` (name →
     ``answers_per_step`` and ``config``), ``eval_samples``, ``thresholds``, ``versions``
     (python, torch, transformers, rlcore), ``threads``, ``date``, ``total_seconds``, ``runs``
     (the :func:`run_method` records) and ``summary`` (:func:`summarise`).
@@ -398,7 +370,7 @@ def run_compare(*, methods: Sequence[str] = METHODS, seeds: Sequence[int] = DEFA
         "kernels": kernels,
         "eval_samples": eval_samples,
         "thresholds": list(THRESHOLDS),
-        "methods": {name: {"runner": specs[name]["runner"], "answers_per_step": specs[name]["answers_per_step"],
+        "methods": {name: {"answers_per_step": specs[name]["answers_per_step"],
                            "config": asdict(specs[name]["config"])} for name in methods},
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__, "rlcore": __version__},

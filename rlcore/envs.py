@@ -20,7 +20,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-__all__ = ["Bandit", "TabularMDP", "Trajectories", "RandomWalk", "Rollout", "softmax_policy"]
+__all__ = ["Bandit", "TabularMDP", "Trajectories", "RandomWalk", "Segments", "softmax_policy"]
 
 
 def softmax_policy(theta: torch.Tensor) -> torch.Tensor:
@@ -201,7 +201,7 @@ class TabularMDP:
         return V
 
 
-class Rollout(NamedTuple):
+class Segments(NamedTuple):
     """A batch of fixed-length rollouts with automatic resets (as PPO collects them).
 
     ``dones[b, t]`` is True when the episode ended after step t (a new one starts at t + 1).
@@ -279,7 +279,7 @@ class RandomWalk:
         return self.q_values(gamma) - self.values(gamma)[:, None]
 
     def rollout(self, num_rows: int, T: int, *, seed: Optional[int] = None,
-                generator: Optional[torch.Generator] = None) -> Rollout:
+                generator: Optional[torch.Generator] = None) -> Segments:
         """``num_rows`` rows of ``T`` steps each, resetting to ``start`` after every episode."""
         g = _generator(seed, generator)
         nxt, reward, terminal = self._step_table()
@@ -293,4 +293,4 @@ class RandomWalk:
             s = torch.where(done, torch.full_like(s, self.start), nxt[s, a])
         rewards = reward[states, actions]
         dones = terminal[states, actions]
-        return Rollout(states, actions, rewards, dones, s)
+        return Segments(states, actions, rewards, dones, s)

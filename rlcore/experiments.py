@@ -9,9 +9,8 @@
 
 A tqdm bar goes to stderr; the last line on stdout is one JSON object with at least
 ``accuracy_before`` and ``accuracy_after`` (held-out, greedy, 0–1), ``samples`` (answers
-generated) and ``wall_seconds``. The defaults reproduce the book's figures, and the chapters
-call the same functions (:func:`run_sft`, :func:`run_reinforce`, :func:`run_ppo`, :func:`run_grpo`,
-:func:`run_dpo`).
+generated) and ``wall_seconds``. The defaults reproduce the book's figures: the runs are
+:mod:`rlcore.runs`' (which the chapters call too) with the settings of :mod:`rlcore.settings`.
 With ``--seeds`` the JSON line holds one result per seed plus their mean and standard deviation.
 ``compare`` runs every method on one budget of sampled answers (chapter 10, :mod:`rlcore.compare`),
 writes the results file and prints one summary per method.
@@ -23,50 +22,20 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from .dpo import DPOConfig, train_dpo
+from .compare import main_compare
 from .evaluation import accuracy
-from .grpo import GRPOConfig, train_grpo
-from .ppo import PPOConfig, train_ppo
-from .policy import FIFTH_GRADER_DIR, TOKENIZER_DIR, load_policy, save_policy, save_tokenizer
-from .reinforce import ReinforceConfig, train_reinforce
+from .policy import FIFTH_GRADER_DIR, TOKENIZER_DIR, save_policy, save_tokenizer
 from .reproducibility import book_seed
+from .runs import run_dpo, run_grpo, run_ppo, run_reinforce
+from .settings import make_task
 from .sft import SFTConfig, train_sft
-from .tasks import AdditionTask
 
-__all__ = ["DEFAULT_TASK", "make_task", "run_sft", "run_reinforce", "run_ppo", "run_grpo", "run_dpo",
-           "CHAPTER1_REINFORCE", "CHAPTER7_PPO", "CHAPTER8_GRPO", "CHAPTER9_DPO", "main"]
-
-#: The book's task, 3-digit addition with 500 fixed held-out problems.
-DEFAULT_TASK = dict(digits=3, heldout_size=500, heldout_seed=1234)
-
-#: Chapter 1's run, the story's update (+1 for right and -1 for wrong, one answer per problem).
-CHAPTER1_REINFORCE = ReinforceConfig(steps=200, batch_size=64, lr=1e-4, baseline="sign", eval_every=10)
-
-
-#: Chapter 7's run, PPO with a critic, GAE over tokens (λ = 0.95) and a per-token k1 KL penalty in
-#: the reward (β = 0.05): 100 steps of 64 answers, two epochs of two minibatches, gradients clipped to norm 1.
-CHAPTER7_PPO = PPOConfig(steps=100, batch_size=64, lr=3e-4, lam=0.95, beta=0.05, eval_every=10)
-
-#: Chapter 8's headline run, GRPO with 16 problems x 8 answers per step, two passes over each
-#: batch in two minibatches (so the clip is live), no KL term: 250 steps, 32,000 answers.
-CHAPTER8_GRPO = GRPOConfig(steps=250, prompts_per_step=16, group_size=8, lr=1e-4, epochs=2, minibatches=2,
-                           eval_every=10)
-
-#: Chapter 9's run, DPO on verifier-judged pairs (a right answer preferred to a wrong one to the
-#: same problem), re-sampled from the current policy every step ("online"; the chapter measures
-#: it against offline DPO on one fixed set of pairs from the fifth grader).
-CHAPTER9_DPO = DPOConfig(steps=60, pairs_per_step=32, samples_per_prompt=8, lr=1e-4, beta=0.1,
-                         loss_type="sigmoid", online=True, eval_every=10)
-
-
-def make_task() -> AdditionTask:
-    return AdditionTask(**DEFAULT_TASK)
+__all__ = ["run_sft", "main"]
 
 
 def run_sft(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu",
@@ -93,62 +62,6 @@ def run_sft(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu",
         "history": result["history"],
         "saved_to": str(out) if out is not None else None,
     }
-
-
-def _run_rl(name: str, train, config, *, seed: Optional[int], steps: Optional[int], device: str,
-            progress: bool, time_guard: Optional[float], stop_at_accuracy: Optional[float] = None) -> dict:
-    task = make_task()
-    model, tokenizer = load_policy(device=device)
-    seed = book_seed() if seed is None else seed
-    config = replace(config, seed=seed, **({} if steps is None else {"steps": steps}))
-    result = train(model, tokenizer, task, config, progress=progress, time_guard=time_guard,
-                   stop_at_accuracy=stop_at_accuracy)
-    history = result["history"]
-    evals = [h for h in history if "accuracy" in h]
-    return {
-        "experiment": name, "seed": seed,
-        "accuracy_before": evals[0]["accuracy"], "accuracy_after": evals[-1]["accuracy"],
-        "samples": result["samples"], "wall_seconds": result["wall_seconds"],
-        "history": history, "model": model, "extras": {k: v for k, v in result.items()
-                                                       if k in ("critic", "reference")},
-    }
-
-
-def run_reinforce(*, seed: Optional[int] = None, steps: Optional[int] = None, device: str = "cpu",
-                  config: ReinforceConfig = CHAPTER1_REINFORCE, progress: bool = True,
-                  time_guard: Optional[float] = None, stop_at_accuracy: Optional[float] = None) -> dict:
-    """Chapter 1: REINFORCE from the shipped fifth grader (``seed`` defaults to :func:`~rlcore.reproducibility.book_seed`)."""
-    return _run_rl("reinforce", train_reinforce, config, seed=seed, steps=steps, device=device,
-                   progress=progress, time_guard=time_guard, stop_at_accuracy=stop_at_accuracy)
-
-
-def run_ppo(*, seed: Optional[int] = None, steps: Optional[int] = None, device: str = "cpu",
-            config: PPOConfig = CHAPTER7_PPO, progress: bool = True, time_guard: Optional[float] = None,
-            stop_at_accuracy: Optional[float] = None) -> dict:
-    """Chapter 7: PPO from the shipped fifth grader."""
-    return _run_rl("ppo", train_ppo, config, seed=seed, steps=steps, device=device, progress=progress,
-                   time_guard=time_guard, stop_at_accuracy=stop_at_accuracy)
-
-
-def run_grpo(*, seed: Optional[int] = None, steps: Optional[int] = None, device: str = "cpu",
-             config: GRPOConfig = CHAPTER8_GRPO, progress: bool = True, time_guard: Optional[float] = None,
-             stop_at_accuracy: Optional[float] = None) -> dict:
-    """Chapter 8: GRPO from the shipped fifth grader."""
-    return _run_rl("grpo", train_grpo, config, seed=seed, steps=steps, device=device, progress=progress,
-                   time_guard=time_guard, stop_at_accuracy=stop_at_accuracy)
-
-
-def run_dpo(*, seed: Optional[int] = None, steps: Optional[int] = None, device: str = "cpu",
-            config: DPOConfig = CHAPTER9_DPO, online: Optional[bool] = None, progress: bool = True,
-            time_guard: Optional[float] = None, stop_at_accuracy: Optional[float] = None) -> dict:
-    """Chapter 9: DPO from the shipped fifth grader; ``online`` overrides ``config.online``
-    (``True``: pairs re-sampled from the current policy; ``False``: one fixed set)."""
-    if online is not None:
-        config = replace(config, online=online)
-    result = _run_rl("dpo", train_dpo, config, seed=seed, steps=steps, device=device, progress=progress,
-                     time_guard=time_guard, stop_at_accuracy=stop_at_accuracy)
-    result["online"] = config.online
-    return result
 
 
 def _summarise(results: list[dict]) -> dict:
@@ -194,8 +107,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.seed is None:
         args.seed = book_seed()
     if args.name == "compare":
-        from .compare import main_compare
-
         return main_compare(args)
     if args.threads:
         torch.set_num_threads(args.threads)

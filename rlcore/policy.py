@@ -13,6 +13,7 @@ A reader with internet and a GPU can swap in a real hub model with one switch:
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 import torch
+from torch import nn
 
 __all__ = [
     "ASSETS",
@@ -35,6 +37,9 @@ __all__ = [
     "save_policy",
     "save_tokenizer",
     "HUB_MODEL_ENV",
+    "ValueModel",
+    "frozen_copy",
+    "model_device",
 ]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -195,3 +200,47 @@ def load_policy(path: Union[str, Path, None] = None, *, hub_model: Optional[str]
             model = model.to(dtype)
     _plain_sampling(model)
     return model.to(device), tokenizer
+
+
+def model_device(model) -> torch.device:
+    """The device of ``model``'s parameters: where every tensor a training loop builds must live."""
+    return next(model.parameters()).device
+
+
+def frozen_copy(model):
+    """A copy of ``model`` in eval mode with gradients off: the reference policy π_ref."""
+    return copy.deepcopy(model).eval().requires_grad_(False)
+
+
+class ValueModel(nn.Module):
+    """A critic: a causal transformer trunk and a linear head giving one value per position.
+
+    :meth:`from_policy` copies the policy's trunk and adds a zero-initialised head, so the critic
+    starts by predicting 0 everywhere. A separate copy keeps the policy's and the critic's gradients
+    from fighting over shared weights, at the price of one more forward pass (InstructGPT's value
+    model is a separate network too).
+    """
+
+    def __init__(self, trunk: nn.Module, hidden_size: int):
+        super().__init__()
+        self.trunk = trunk
+        self.head = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    @classmethod
+    def from_policy(cls, policy) -> "ValueModel":
+        """Copy the policy's trunk (``policy.model``) and add a zero-initialised head, on its device."""
+        return cls(copy.deepcopy(policy.model), policy.config.hidden_size).to(model_device(policy))
+
+    def forward(self, rollout) -> torch.Tensor:
+        """``V(s_t)`` for every response token of a :class:`~rlcore.rollout.Rollout`, ``[B, R]``
+        (0 on padding): the value is read at the position that has seen the prompt and the tokens
+        before ``t``."""
+        ids = torch.cat([rollout.prompt_ids, rollout.response_ids], dim=1)  # (B, P + R)
+        attn = torch.cat([rollout.prompt_mask, rollout.response_mask], dim=1).long()
+        positions = (attn.cumsum(-1) - 1).clamp(min=0)  # skip left padding, as generate does
+        hidden = self.trunk(input_ids=ids, attention_mask=attn, position_ids=positions).last_hidden_state
+        P, R = rollout.prompt_ids.shape[1], rollout.response_ids.shape[1]
+        values = self.head(hidden[:, P - 1 : P - 1 + R]).squeeze(-1)  # (B, R): state before token t
+        return values * rollout.response_mask

@@ -26,10 +26,25 @@ from typing import Optional
 
 import torch
 
-__all__ = ["SEED_VARIABLE", "book_seed", "cpu_kernels", "check"]
+__all__ = ["SEED_VARIABLE", "book_seed", "step_seed", "cpu_kernels", "check"]
 
 #: The environment variable that holds the book-wide seed.
 SEED_VARIABLE = "RLCORE_SEED"
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The seed of one step of a run: ``seed * 1_000_003 + step``.
+
+    Every training loop seeds its sampler (and its minibatch shuffle) at step ``step`` with this
+    number, so a step's answers depend only on the run's seed, the step and the weights, never on
+    how many steps came before or will follow (a short run is the start of a long one). The prime
+    multiplier keeps the steps of different seeds apart for any run shorter than a million steps.
+    A chapter that repeats a step by hand calls this too.
+    """
+    for name, value in (("seed", seed), ("step", step)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return seed * 1_000_003 + step
 
 
 def book_seed(default: int = 0) -> int:

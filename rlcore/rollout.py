@@ -21,7 +21,7 @@ import torch
 
 from .tokens import token_logprobs
 
-__all__ = ["Rollout", "generate", "response_logprobs", "response_forward"]
+__all__ = ["Rollout", "generate", "response_logprobs", "response_logits", "response_forward"]
 
 
 @dataclass
@@ -54,6 +54,40 @@ class Rollout:
                        self.response_mask[idx], self.terminated[idx], self.logp[idx],
                        [self.texts[i] for i in idx.tolist()], self.temperature)
 
+    @staticmethod
+    def cat(parts: Sequence["Rollout"]) -> "Rollout":
+        """Stack rollouts row-wise: prompts left-padded and responses right-padded to common widths."""
+        parts = list(parts)
+        P = max(r.prompt_ids.shape[1] for r in parts)
+        R = max(r.response_ids.shape[1] for r in parts)
+
+        def left(x, width, value):  # (B, w) -> (B, width), padding on the left
+            return torch.nn.functional.pad(x, (width - x.shape[1], 0), value=value)
+
+        def right(x, width, value):  # (B, w) -> (B, width), padding on the right
+            return torch.nn.functional.pad(x, (0, width - x.shape[1]), value=value)
+
+        pad_id = _pad_id(parts)
+        return Rollout(
+            torch.cat([left(r.prompt_ids, P, pad_id) for r in parts]),
+            torch.cat([left(r.prompt_mask.long(), P, 0) for r in parts]).bool(),
+            torch.cat([right(r.response_ids, R, pad_id) for r in parts]),
+            torch.cat([right(r.response_mask.long(), R, 0) for r in parts]).bool(),
+            torch.cat([r.terminated for r in parts]),
+            torch.cat([right(r.logp, R, 0.0) for r in parts]),
+            [t for r in parts for t in r.texts],
+            parts[0].temperature,
+        )
+
+
+def _pad_id(parts: Sequence[Rollout]) -> int:
+    """The id used on padded response positions (any masked-out id works; reuse the rollouts' own)."""
+    for r in parts:
+        padded = r.response_ids[~r.response_mask]
+        if padded.numel():
+            return int(padded[0])
+    return 0
+
 
 def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip left padding, as ``generate`` computes them: (B, L)."""
@@ -70,14 +104,19 @@ def response_forward(model, prompt_ids, prompt_mask, response_ids, response_mask
     return out.logits[:, P - 1 : P - 1 + R]  # (B, R, V)
 
 
-def response_logprobs(model, rollout: Rollout, *, temperature: Optional[float] = None) -> torch.Tensor:
-    """``log π(y_t | x, y_<t)`` of every response token under ``model`` (with gradient), ``[B, R]``,
-    0 on padding. Logits are divided by ``temperature`` (default: the rollout's)."""
+def response_logits(model, rollout: Rollout, *, temperature: Optional[float] = None) -> torch.Tensor:
+    """The logits that score every response token, divided by ``temperature`` (default: the
+    rollout's, so they give the sampling distribution): ``[B, R, V]``, with gradient."""
     temperature = rollout.temperature if temperature is None else temperature
     logits = response_forward(model, rollout.prompt_ids, rollout.prompt_mask,
                               rollout.response_ids, rollout.response_mask)  # (B, R, V)
-    if temperature != 1.0:
-        logits = logits / temperature
+    return logits / temperature if temperature != 1.0 else logits
+
+
+def response_logprobs(model, rollout: Rollout, *, temperature: Optional[float] = None) -> torch.Tensor:
+    """``log π(y_t | x, y_<t)`` of every response token under ``model`` (with gradient), ``[B, R]``,
+    0 on padding. Logits are divided by ``temperature`` (default: the rollout's)."""
+    logits = response_logits(model, rollout, temperature=temperature)  # (B, R, V)
     logp = token_logprobs(logits, rollout.response_ids)  # (B, R)
     return logp * rollout.response_mask
 

@@ -25,6 +25,8 @@ __all__ = [
     "verify",
     "verify_batch",
     "parse_answer",
+    "RIGHT",
+    "is_right",
 ]
 
 MARKER = "#"
@@ -79,7 +81,19 @@ def verify(response: str, answer: int, *, no_answer_penalty: float = 0.1) -> flo
     written = parse_answer(response)
     if written is None:
         return -float(no_answer_penalty)
-    return 1.0 if written == answer else 0.0
+    return RIGHT if written == answer else 0.0
+
+
+#: The mark of a right answer. Every "right" in rlcore means a mark equal to it (:func:`is_right`).
+RIGHT = 1.0
+
+
+def is_right(marks):
+    """Which marks say "right": ``marks == RIGHT``, elementwise (a tensor of marks, or one float).
+
+    The one definition every loop, credit and statistic uses; the verifier's other marks (0 for a
+    wrong number, ``-no_answer_penalty`` for an empty blank) are all "not right"."""
+    return marks == RIGHT
 
 
 def verify_batch(responses: Sequence[str], problems: Sequence[Problem], *,

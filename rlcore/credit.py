@@ -1,0 +1,358 @@
+r"""Credit: how each method turns one outcome score into a number for every token.
+
+Every method in the book takes gradient steps on a loss of one shape,
+
+.. math::
+
+    L(\theta) = -\sum_{b,t} c_{b,t}\,\log\pi_\theta(y_{b,t} \mid x_b, y_{b,<t})
+
+(aggregated over tokens by :func:`rlcore.aggregate`, and with PPO's importance ratio and clip
+where the update reuses a batch). The methods differ in one thing, the **credit** ``c[b, t]``
+that token ``t`` of answer ``b`` receives. This module computes it, one function per method,
+each returning a ``[B, T]`` tensor that is 0 on padding:
+
+===================  ==========================================================  =====================
+function             credit of every real token ``t`` of answer ``b``            method
+===================  ==========================================================  =====================
+:func:`sign_credit`  :math:`+1` if the answer is right, :math:`-1` otherwise      REINFORCE (chapter 1)
+:func:`raw_credit`   the mark :math:`r_b`                                         REINFORCE, no baseline
+:func:`batch_credit` :math:`r_b - \bar r` (the batch's mean mark)                 REINFORCE + baseline
+:func:`rloo_credit`  :math:`r_b -` the mean of the other answers to its problem   RLOO
+:func:`group_credit` :math:`(r_b - \text{mean}_g) / (\text{std} + \epsilon)`      GRPO, Dr. GRPO
+:func:`critic_credit` :math:`\hat A_{b,t}`, GAE over tokens from a learned critic  PPO
+:func:`dpo_credit`   :math:`\pm\beta\,\sigma(-\beta h)` on the two answers of a pair  DPO
+===================  ==========================================================  =====================
+
+Only the critic's credit changes along an answer; every other method hands all tokens of an
+answer the same number (outcome-only credit). :func:`dpo_token_rewards` gives DPO's implicit
+per-token reward :math:`\beta(\log\pi - \log\pi_\text{ref})`, whose sum over an answer is the
+implicit reward DPO's loss compares; :func:`dpo_credit` is the weight the loss's gradient puts on
+each token.
+
+Marks (``rewards``) are flat ``[N]`` tensors, group-contiguous where a method compares the
+answers to one problem (``N = prompts × group_size``), as in :func:`rlcore.group_advantages`.
+The result is on ``mask``'s device.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ._checks import check_choice, check_positive, check_same_shape, check_trailing_mask, flag_tensor, float_tensor
+from .advantages import gae, group_advantages, rloo_advantages
+from .kl import KL_KINDS, kl_estimate
+from .losses import DPO_LOSS_TYPES, dpo_loss
+from .masked import whiten
+from .tasks import is_right
+
+__all__ = [
+    "CREDITS",
+    "OUTCOME_CREDITS",
+    "SCALE_REWARDS",
+    "per_token",
+    "sign_credit",
+    "raw_credit",
+    "batch_credit",
+    "rloo_credit",
+    "group_credit",
+    "outcome_credit",
+    "token_rewards",
+    "critic_credit",
+    "explained_variance",
+    "dpo_token_rewards",
+    "dpo_credit",
+]
+
+#: TRL's ``scale_rewards`` names and the :func:`rlcore.group_advantages` scale each one means.
+SCALE_REWARDS = {"group": "std", "batch": "batch", "none": "none"}
+
+
+def _marks_and_mask(rewards, mask):
+    rewards = float_tensor(rewards, "rewards", ndim=1)
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 2:
+        raise ValueError(f"mask must be a [B, T] tensor, got {getattr(mask, 'shape', type(mask).__name__)}")
+    m = flag_tensor(mask, "mask", (rewards.shape[0], mask.shape[1]))
+    check_trailing_mask(m, "mask")
+    return rewards.to(m.device), m
+
+
+def per_token(values: torch.Tensor, mask) -> torch.Tensor:
+    """Broadcast one number per answer (``[B]``) to every real token of it: ``[B, T]``, 0 on padding.
+
+    Args:
+      values: ``[B]`` one credit per answer.
+      mask: ``[B, T]`` bool, True on real tokens (trailing padding).
+    """
+    values, m = _marks_and_mask(values, mask)
+    return values[:, None] * m.to(values.dtype)  # (B, T)
+
+
+def sign_credit(rewards: torch.Tensor, mask) -> torch.Tensor:
+    r"""The story's credit (chapter 1): :math:`c_{b,t} = +1` if answer ``b`` is right, :math:`-1`
+    otherwise (a wrong number and an empty blank alike), on every token.
+
+    It is the mark minus a constant baseline, :math:`2(r - \tfrac12)` for marks in {0, 1}.
+
+    Args:
+      rewards: ``[B]`` the verifier's marks (1 right; 0 or the no-answer penalty otherwise).
+      mask: ``[B, T]`` bool, True on real tokens.
+
+    Returns:
+      ``[B, T]`` float32 credit, 0 on padding.
+
+    Reference: Williams, "Simple statistical gradient-following algorithms for connectionist
+    reinforcement learning", Machine Learning 8, 1992 (REINFORCE).
+    """
+    rewards, m = _marks_and_mask(rewards, mask)
+    return per_token(torch.where(is_right(rewards), 1.0, -1.0).to(rewards.dtype), m)
+
+
+def raw_credit(rewards: torch.Tensor, mask) -> torch.Tensor:
+    r""":math:`c_{b,t} = r_b`: the mark itself on every token (REINFORCE without a baseline).
+
+    Args and returns as :func:`sign_credit`. Reference: Williams 1992.
+    """
+    rewards, m = _marks_and_mask(rewards, mask)
+    return per_token(rewards, m)
+
+
+def batch_credit(rewards: torch.Tensor, mask) -> torch.Tensor:
+    r""":math:`c_{b,t} = r_b - \frac1B\sum_{b'} r_{b'}`: the mark against the batch's mean mark
+    (a constant baseline, chapter 4).
+
+    Args and returns as :func:`sign_credit`. Reference: Williams 1992, section 4 (baselines).
+    """
+    rewards, m = _marks_and_mask(rewards, mask)
+    return per_token(rewards - rewards.mean(), m)
+
+
+def rloo_credit(rewards: torch.Tensor, mask, group_size: int) -> torch.Tensor:
+    r""":math:`c_{b,t} = r_b - \frac{1}{G-1}\sum_{j \ne b} r_j` over the other answers to the
+    same problem (REINFORCE leave-one-out, :func:`rlcore.rloo_advantages`).
+
+    Args:
+      rewards: ``[N]`` marks, ``group_size`` answers per problem, each group contiguous.
+      mask: ``[N, T]`` bool.
+      group_size: answers per problem, ``G ≥ 2``, dividing ``N``.
+
+    Returns:
+      ``[N, T]`` credit, 0 on padding.
+
+    Reference: Ahmadian et al., "Back to Basics: Revisiting REINFORCE Style Optimization for
+    Learning from Human Feedback in LLMs", 2024, https://arxiv.org/abs/2402.14740.
+    """
+    rewards, m = _marks_and_mask(rewards, mask)
+    return per_token(rloo_advantages(rewards, group_size), m)
+
+
+def group_credit(rewards: torch.Tensor, mask, group_size: int, *, scale_rewards: str = "group") -> torch.Tensor:
+    r"""GRPO's credit: :math:`c_{b,t} = (r_b - \text{mean}_g) / (\text{std} + \epsilon)` on every
+    token, the mark against its group of siblings (:func:`rlcore.group_advantages`).
+
+    ``scale_rewards`` is TRL's: ``"group"`` divides by the group's std (GRPO), ``"batch"`` by the
+    std over the whole batch, ``"none"`` not at all (Dr. GRPO). GRPO's further division by each
+    answer's length is the update's aggregation (``seq-mean-token-mean``), not part of this number.
+
+    Args:
+      rewards: ``[N]`` marks, ``group_size`` answers per problem, each group contiguous.
+      mask: ``[N, T]`` bool.
+      group_size: answers per problem, ``G ≥ 2``, dividing ``N``.
+      scale_rewards: ``"group"``, ``"batch"`` or ``"none"``.
+
+    Returns:
+      ``[N, T]`` credit, 0 on padding.
+
+    Reference: Shao et al., "DeepSeekMath", 2024, https://arxiv.org/abs/2402.03300 (GRPO);
+    Liu et al., "Understanding R1-Zero-Like Training", 2025, https://arxiv.org/abs/2503.20783.
+    """
+    check_choice(scale_rewards, "scale_rewards", SCALE_REWARDS)
+    rewards, m = _marks_and_mask(rewards, mask)
+    return per_token(group_advantages(rewards, group_size, scale=SCALE_REWARDS[scale_rewards]), m)
+
+
+#: The credits that need only the marks, by the name a training config uses.
+OUTCOME_CREDITS = ("sign", "raw", "batch", "rloo", "group")
+#: Every credit a training config can name: the outcome ones, the critic's and DPO's.
+CREDITS = OUTCOME_CREDITS + ("gae", "dpo")
+
+
+def outcome_credit(name: str, rewards: torch.Tensor, mask, *, group_size: int = 1,
+                   scale_rewards: str = "group") -> torch.Tensor:
+    """The outcome credit called ``name`` (one of :data:`OUTCOME_CREDITS`): the switch a training
+    loop uses. ``group_size`` is used by ``"rloo"`` and ``"group"``, ``scale_rewards`` by ``"group"``."""
+    check_choice(name, "credit", OUTCOME_CREDITS)
+    if name == "sign":
+        return sign_credit(rewards, mask)
+    if name == "raw":
+        return raw_credit(rewards, mask)
+    if name == "batch":
+        return batch_credit(rewards, mask)
+    if name == "rloo":
+        return rloo_credit(rewards, mask, group_size)
+    return group_credit(rewards, mask, group_size, scale_rewards=scale_rewards)
+
+
+def token_rewards(marks: torch.Tensor, mask, kl: Optional[torch.Tensor] = None,
+                  beta: float = 0.0) -> torch.Tensor:
+    r"""Per-token rewards of the token-level MDP (chapter 6): the mark on each answer's last real
+    token, minus :math:`\beta\,\mathrm{kl}_t` on every real token when ``kl`` is given
+    (InstructGPT's shaped reward).
+
+    .. math::
+
+        r_{b,t} = r_b\,[t = L_b - 1] - \beta\,\mathrm{kl}_{b,t}
+
+    Args:
+      marks: ``[B]`` the verifier's marks.
+      mask: ``[B, T]`` bool, True on real tokens.
+      kl: ``[B, T]`` a per-token KL estimate (e.g. :func:`rlcore.kl_estimate`), or ``None``.
+      beta: the KL penalty's weight, ≥ 0.
+
+    Returns:
+      ``[B, T]`` float32 on ``mask``'s device, 0 on padding.
+    """
+    marks, m = _marks_and_mask(marks, mask)
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    B, T = m.shape
+    rewards = torch.zeros(B, T, dtype=torch.float32, device=m.device)
+    last = m.sum(1) - 1  # (B,) index of the last real token
+    rewards[torch.arange(B, device=m.device), last.clamp(min=0)] = marks.float()
+    if kl is not None and beta > 0:
+        kl = float_tensor(kl, "kl", ndim=2)
+        check_same_shape(kl, "kl", m, "mask")
+        rewards = rewards - beta * kl.float()
+    return rewards * m
+
+
+def critic_credit(marks: torch.Tensor, values: torch.Tensor, mask, *, gamma: float = 1.0, lam: float = 0.95,
+                  logp: Optional[torch.Tensor] = None, ref_logp: Optional[torch.Tensor] = None,
+                  beta: float = 0.0, kl_kind: str = "k1",
+                  whiten_advantages: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""PPO's credit: GAE over the tokens of each answer, from a critic's values of every prefix.
+
+    .. math::
+
+        \delta_t = r_t + \gamma V(s_{t+1}) - V(s_t),\qquad
+        \hat A_t = \delta_t + \gamma\lambda\,\hat A_{t+1},
+
+    with the per-token rewards of :func:`token_rewards` (the mark on the last token, and, when
+    ``logp`` and ``ref_logp`` are given and ``beta > 0``, :math:`-\beta` times the ``kl_kind``
+    estimate of KL(π ‖ π_ref) on every token). Every answer ends with its grade, so nothing is
+    bootstrapped. The advantages are then whitened over the batch's real tokens (``whiten_advantages``).
+    This is the only credit in the book that changes along an answer.
+
+    Args:
+      marks: ``[B]`` the verifier's marks.
+      values: ``[B, T]`` the critic's ``V(s_t)`` before each response token.
+      mask: ``[B, T]`` bool, True on real tokens.
+      gamma, lam: GAE's discount and λ, in [0, 1].
+      logp, ref_logp: ``[B, T]`` log-probs of the sampled tokens under the sampling policy and the
+        reference (both, or neither).
+      beta: the KL penalty's weight in the reward (≥ 0).
+      kl_kind: ``"k1"``, ``"k2"`` or ``"k3"`` (:func:`rlcore.kl_estimate`).
+      whiten_advantages: normalise the advantages to mean 0, variance 1 over real tokens.
+
+    Returns:
+      ``(advantages, returns)``, both ``[B, T]`` and 0 on padding: the credit, and the critic's
+      regression target ``returns = A + V`` (before whitening).
+
+    Reference: Schulman et al., "High-Dimensional Continuous Control Using Generalized Advantage
+    Estimation", 2015, https://arxiv.org/abs/1506.02438; Ouyang et al., "Training language models
+    to follow instructions with human feedback", 2022, https://arxiv.org/abs/2203.02155 (per-token KL).
+    """
+    marks, m = _marks_and_mask(marks, mask)
+    values = float_tensor(values, "values", ndim=2)
+    check_same_shape(values, "values", m, "mask")
+    check_choice(kl_kind, "kl_kind", KL_KINDS)
+    if (logp is None) != (ref_logp is None):
+        raise ValueError("logp and ref_logp must be given together (the KL penalty needs both)")
+    kl = None
+    if logp is not None:
+        kl = kl_estimate(logp, ref_logp, kind=kl_kind) * m
+    rewards = token_rewards(marks, m, kl, beta)
+    advantages, returns = gae(rewards, values, gamma=gamma, lam=lam, mask=m)
+    if whiten_advantages:
+        advantages = whiten(advantages, m)
+    return advantages, returns
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask) -> float:
+    r"""How much of the returns' variance the critic explains, over real tokens:
+    :math:`1 - \mathrm{Var}[R - V] / \mathrm{Var}[R]` (1: a perfect critic; 0: no better than a
+    constant; NaN when the returns do not vary)."""
+    values = float_tensor(values, "values", ndim=2)
+    returns = float_tensor(returns, "returns", ndim=2)
+    check_same_shape(returns, "returns", values, "values")
+    m = flag_tensor(mask, "mask", values.shape)
+    v, r = values[m].double(), returns[m].double()
+    var = r.var()
+    return float("nan") if var == 0 else float(1 - (r - v).var() / var)
+
+
+def dpo_token_rewards(logp: torch.Tensor, ref_logp: torch.Tensor, mask, *, beta: float = 0.1) -> torch.Tensor:
+    r"""DPO's implicit per-token reward, :math:`\beta\,(\log\pi(y_t) - \log\pi_\text{ref}(y_t))`.
+
+    Summed over an answer it is the implicit reward
+    :math:`\beta \log \frac{\pi(y \mid x)}{\pi_\text{ref}(y \mid x)}` that DPO's loss compares
+    between the two answers of a pair (:func:`rlcore.dpo_loss`'s ``chosen_rewards``).
+
+    Args:
+      logp, ref_logp: ``[B, T]`` per-token log-probs under the policy and the reference.
+      mask: ``[B, T]`` bool, True on real tokens.
+      beta: DPO's β > 0.
+
+    Returns:
+      ``[B, T]``, 0 on padding.
+
+    Reference: Rafailov et al., "Direct Preference Optimization: Your Language Model is Secretly
+    a Reward Model", 2023, https://arxiv.org/abs/2305.18290, section 5; Rafailov et al., "From r
+    to Q*: Your Language Model is Secretly a Q-Function", 2024, https://arxiv.org/abs/2404.12358.
+    """
+    beta = check_positive(beta, "beta")
+    logp = float_tensor(logp, "logp", ndim=2)
+    ref_logp = float_tensor(ref_logp, "ref_logp", ndim=2)
+    check_same_shape(ref_logp, "ref_logp", logp, "logp")
+    m = flag_tensor(mask, "mask", logp.shape)
+    return beta * torch.where(m, logp - ref_logp, torch.zeros((), dtype=logp.dtype, device=logp.device))
+
+
+def dpo_credit(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_chosen_logps: torch.Tensor,
+               ref_rejected_logps: torch.Tensor, chosen_mask, rejected_mask, *, beta: float = 0.1,
+               loss_type: str = "sigmoid", label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""DPO's credit: the weight its loss's gradient puts on every token of the two answers of a pair.
+
+    DPO's loss depends on an answer only through its sequence log-prob
+    :math:`\log\pi(y) = \sum_t \log\pi(y_t)`, so every token of an answer gets the same weight,
+    :math:`c = -\partial \ell / \partial \log\pi(y)`. For ``"sigmoid"`` with
+    :math:`h = (\log\pi(y_w) - \log\pi_\text{ref}(y_w)) - (\log\pi(y_l) - \log\pi_\text{ref}(y_l))`,
+
+    .. math::
+
+        c_w = +\beta\,\sigma(-\beta h), \qquad c_l = -\beta\,\sigma(-\beta h):
+
+    the right answer up and the wrong one down, as hard as the policy still orders the pair
+    wrongly. A step on :math:`-\sum_t c_t \log\pi(y_t)` (summed over tokens, averaged over pairs)
+    has exactly the gradient of ``rlcore.dpo_loss(...).losses.mean()``.
+
+    Args:
+      chosen_logps, rejected_logps: ``[K]`` sequence log-probs under the policy.
+      ref_chosen_logps, ref_rejected_logps: ``[K]`` the same under the reference.
+      chosen_mask, rejected_mask: ``[K, T]`` bool, the real tokens of each answer.
+      beta, loss_type, label_smoothing: as in :func:`rlcore.dpo_loss`.
+
+    Returns:
+      ``(chosen_credit, rejected_credit)``, each ``[K, T]``, 0 on padding.
+
+    Reference: Rafailov et al. 2023, section 4 ("What does the DPO update do?").
+    """
+    check_choice(loss_type, "loss_type", DPO_LOSS_TYPES)
+    chosen = float_tensor(chosen_logps, "chosen_logps", ndim=1).detach().clone().requires_grad_(True)
+    rejected = float_tensor(rejected_logps, "rejected_logps", ndim=1).detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        losses = dpo_loss(chosen, rejected, ref_chosen_logps, ref_rejected_logps, beta=beta,
+                          loss_type=loss_type, label_smoothing=label_smoothing).losses
+        grad_chosen, grad_rejected = torch.autograd.grad(losses.sum(), (chosen, rejected))
+    return per_token(-grad_chosen, chosen_mask), per_token(-grad_rejected, rejected_mask)

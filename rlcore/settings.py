@@ -1,0 +1,69 @@
+"""The book's settings, in one place: the task, each chapter's run, and chapter 10's contestants.
+
+The chapters and the command line (:mod:`rlcore.experiments`, :mod:`rlcore.compare`) both read
+them from here, so a change reaches both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from . import presets
+from .tasks import AdditionTask
+
+__all__ = ["DEFAULT_TASK", "make_task", "CHAPTER1_REINFORCE", "CHAPTER7_PPO", "CHAPTER8_GRPO", "CHAPTER9_DPO",
+           "HEAD_TO_HEAD_UPDATE", "HEAD_TO_HEAD"]
+
+#: The book's task, 3-digit addition with 500 fixed held-out problems.
+DEFAULT_TASK = dict(digits=3, heldout_size=500, heldout_seed=1234)
+
+
+def make_task() -> AdditionTask:
+    """The book's task (:data:`DEFAULT_TASK`)."""
+    return AdditionTask(**DEFAULT_TASK)
+
+
+#: Chapter 1's run, the story's update (+1 for right and -1 for wrong, one answer per problem,
+#: one plain step per batch of 64): 200 steps.
+CHAPTER1_REINFORCE = presets.reinforce("sign")
+
+#: Chapter 7's run, PPO with a critic, GAE over tokens (λ = 0.95) and a per-token k1 KL penalty in
+#: the reward (β = 0.05): 100 steps of 64 answers, two epochs of two minibatches, gradients clipped to norm 1.
+CHAPTER7_PPO = presets.ppo()
+
+#: Chapter 8's headline run, GRPO with 16 problems x 8 answers per step, two passes over each
+#: batch in two minibatches (so the clip is live), no KL term: 250 steps, 32,000 answers.
+CHAPTER8_GRPO = presets.grpo()
+
+#: Chapter 9's run, DPO on verifier-judged pairs (a right answer preferred to a wrong one to the
+#: same problem), re-sampled from the current policy every step ("online"; the chapter measures
+#: it against offline DPO on one fixed set of pairs from the fifth grader).
+CHAPTER9_DPO = presets.dpo()
+
+#: Chapter 10's one update, the same for every contestant, so that the comparison compares credit:
+#: Adam at 1e-4, two passes over each batch in two shuffled minibatches, PPO's clip (0.2) on the
+#: ratio to the sampling policy, every token weighing the same, gradient norm clipped to 1.
+HEAD_TO_HEAD_UPDATE = dict(lr=1e-4, epochs=2, minibatches=2, shuffle=True, clip_eps=0.2, max_grad_norm=1.0,
+                           loss_agg_mode="token-mean")
+
+_U = HEAD_TO_HEAD_UPDATE
+#: Chapter 10's contestants: every method with :data:`HEAD_TO_HEAD_UPDATE` and 64 answers per step
+#: (DPO: a step trains on 32 pairs, 64 answers, found among 32 × 8 sampled ones), differing in their
+#: credit and in what the credit needs by design (groups of answers to one problem, a critic, pairs);
+#: GRPO keeps its own aggregation, which is part of its credit (each answer's tokens averaged), and
+#: Dr. GRPO its constant normaliser. ``reinforce_one_pass`` is the control: chapter 1's REINFORCE,
+#: one plain step per batch, to show what the shared update's reuse of each batch buys.
+#: ``steps`` and ``eval_every`` are set from the budget by :func:`rlcore.compare.method_configs`.
+HEAD_TO_HEAD = {
+    "reinforce": presets.reinforce("sign", **_U),
+    "reinforce_baseline": presets.reinforce("batch", **_U),
+    "rloo": presets.reinforce("rloo", prompts_per_step=16, group_size=4, **_U),
+    "ppo": replace(CHAPTER7_PPO, **_U),
+    "grpo": presets.grpo(prompts_per_step=8, group_size=8, **{**_U, "loss_agg_mode": presets.LOSS_TYPES["grpo"]}),
+    "dr_grpo": presets.grpo(prompts_per_step=8, group_size=8, scale_rewards="none",
+                            **{**_U, "loss_agg_mode": presets.LOSS_TYPES["dr_grpo"]}),
+    "dpo_online": presets.dpo(**{k: v for k, v in _U.items() if k != "clip_eps"}),
+    "dpo_offline": presets.dpo(online=False, **{k: v for k, v in _U.items() if k != "clip_eps"}),
+    "reinforce_one_pass": CHAPTER1_REINFORCE,
+}
+del _U
