@@ -84,7 +84,7 @@ __all__ = [
 #: The methods, in the order the chapter shows them.
 METHODS = tuple(_settings.HEAD_TO_HEAD)
 #: Answers sampled and graded per run.
-DEFAULT_BUDGET = 16_000
+DEFAULT_BUDGET = 20_000
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 #: CPU kernel families the comparison runs under (``ATEN_CPU_CAPABILITY``; ``"native"`` is the
 #: processor's own choice). Each rounds differently, so each seed gives another trajectory in
