@@ -1,8 +1,20 @@
 """rlcore: the small, vectorised RL toolkit behind the book.
 
-Every public name is re-exported here, one per line, so ``import rlcore`` shows the whole
-surface. Shapes are batch-first: ``[B, T]`` per step, ``[B]`` per trajectory, ``[B, T, V]``
-logits, ``[N]`` flat groups for GRPO.
+Every public name of the math core is re-exported here, one per line, so ``import rlcore`` shows
+the whole contract. Shapes are batch-first: ``[B, T]`` per step, ``[B]`` per trajectory,
+``[B, T, V]`` logits, ``[N]`` flat groups for GRPO.
+
+The package has four layers; every import points down (``tests/test_layers.py``):
+
+* the **math core** (this namespace): ``returns``, ``advantages``, ``masked``, ``tokens``, ``kl``,
+  ``losses``, ``scan``, and the toy environments of ``envs``;
+* the **language-model substrate**: ``tasks`` (the verifier), ``policy`` (the policy, its
+  tokenizer, the critic), ``rollout``, ``evaluation``, ``pairs`` (DPO's preference pairs), ``sft``;
+* the **training layer**: ``credit`` (every method's per-token credit), ``train`` (the one loop),
+  ``presets`` (the methods as configurations of it), ``settings`` (the book's), ``runs``;
+* the **command line**: ``experiments``, ``compare``, ``bench``, ``robustness``.
+
+``reproducibility``, ``plotting`` and ``_checks`` sit below all four.
 """
 
 from .advantages import gae

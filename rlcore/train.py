@@ -414,6 +414,9 @@ def train(model, tokenizer, task: AdditionTask, config: TrainConfig = TrainConfi
                            generator=torch.Generator().manual_seed(step_seed(config.seed, step)),
                            critic=critic, critic_optimizer=critic_optimizer, critic_objective=critic_objective,
                            train_policy=step > config.critic_warmup)
+            if step <= config.critic_warmup:  # the policy did not train: its statistics are undefined
+                stats = {**dict.fromkeys(("loss", "policy_loss", "entropy", "clip_frac", "approx_kl"), float("nan")),
+                         **stats}
             samples += len(ro)
             entry.update(reward=marks.mean().item(), response_length=ro.lengths.float().mean().item(),
                          truncated=ro.truncated.float().mean().item())

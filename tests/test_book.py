@@ -100,6 +100,19 @@ def test_every_chapter_reads_the_book_seed(path):
     calls = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith("def "))  # not defaults
     literal = re.findall(r"(?:manual_seed\(|\bseed=)(\d+)\b", calls)
     assert not literal, f"{path.name}: literal seeds {literal}; derive them from SEED (e.g. seed=SEED + 1)"
+    assert "1_000_003" not in code, f"{path.name}: a step's seed is rlcore.reproducibility.step_seed(seed, step)"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapters_train_through_the_one_loop(path):
+    """The training layer has one loop and the book's settings live in one module: a chapter that
+    trains calls rlcore.train / rlcore.runs and reads its settings from rlcore.settings."""
+    code = _code(path)
+    for gone in ("rlcore.reinforce", "rlcore.grpo", "rlcore.ppo import", "rlcore.dpo import", "train_reinforce",
+                 "train_grpo", "train_ppo", "train_dpo", "from rlcore.experiments import"):
+        assert gone not in code, f"{path.name}: {gone} (use rlcore.train, rlcore.runs, rlcore.settings)"
+    if "CHAPTER" in code:
+        assert "from rlcore.settings import" in code, f"{path.name}: read the book's settings from rlcore.settings"
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlcore import compare, experiments
+from rlcore import compare, experiments, settings
 from rlcore.compare import (
     METHODS,
     RESULTS_PATH,
@@ -32,7 +32,7 @@ TOP_KEYS = {"command", "budget", "seeds", "kernels", "eval_samples", "thresholds
 
 # ---------------------------------------------------------------- configurations from the budget
 
-def test_every_method_fits_the_budget_and_keeps_its_chapter_settings():
+def test_every_method_fits_the_budget_and_shares_one_update():
     budget = 16_000
     specs = method_configs(budget, eval_samples=640)
     assert list(specs) == list(METHODS)
@@ -40,24 +40,42 @@ def test_every_method_fits_the_budget_and_keeps_its_chapter_settings():
         config = spec["config"]
         assert config.steps * spec["answers_per_step"] <= budget < (config.steps + 1) * spec["answers_per_step"], name
         assert abs(config.eval_every * spec["answers_per_step"] - 640) <= spec["answers_per_step"] / 2 + 1e-9, name
+    # every contestant but the control runs the same update: only the credit (and what it needs) differs
+    shared = settings.HEAD_TO_HEAD_UPDATE
+    for name in METHODS:
+        config = specs[name]["config"]
+        if name == "reinforce_one_pass":
+            continue
+        for field, value in shared.items():
+            if field == "loss_agg_mode" and name in ("grpo", "dr_grpo"):
+                continue  # GRPO's per-answer token mean and Dr. GRPO's constant are part of their credit
+            if field == "clip_eps" and config.credit == "dpo":
+                assert config.clip_eps is None  # DPO's loss has no importance ratio to clip
+                continue
+            assert getattr(config, field) == value, (name, field)
+        if config.credit != "dpo":
+            assert spec_answers(specs, name) == 64, name  # the same answers per step
+    credit = {name: specs[name]["config"].credit for name in METHODS}
+    assert credit == {"reinforce": "sign", "reinforce_baseline": "batch", "rloo": "rloo", "ppo": "gae",
+                      "grpo": "group", "dr_grpo": "group", "dpo_online": "dpo", "dpo_offline": "dpo",
+                      "reinforce_one_pass": "sign"}
     strip = dict(steps=0, eval_every=0)
-    assert replace(specs["reinforce"]["config"], **strip) == replace(experiments.CHAPTER1_REINFORCE, **strip)
-    assert specs["reinforce_baseline"]["config"].baseline == "batch"
-    rloo = specs["rloo"]["config"]
-    assert rloo.baseline == "rloo" and rloo.group_size >= 2
-    assert specs["rloo"]["answers_per_step"] == specs["reinforce"]["answers_per_step"]  # same answers per step
-    assert replace(specs["ppo"]["config"], **strip) == replace(experiments.CHAPTER7_PPO, **strip)
-    assert replace(specs["grpo"]["config"], **strip) == replace(experiments.CHAPTER8_GRPO, **strip)
-    dr = specs["dr_grpo"]["config"]
-    assert (dr.loss_type, dr.scale_rewards) == ("dr_grpo", "none")
+    assert replace(specs["reinforce_one_pass"]["config"], **strip) == replace(settings.CHAPTER1_REINFORCE, **strip)
+    assert replace(specs["ppo"]["config"], **strip, **shared) == replace(settings.CHAPTER7_PPO, **strip, **shared)
+    assert specs["dr_grpo"]["config"].scale_rewards == "none" and specs["grpo"]["config"].scale_rewards == "group"
     assert specs["dpo_online"]["config"].online and not specs["dpo_offline"]["config"].online
     assert specs["dpo_online"]["config"].steps == specs["dpo_offline"]["config"].steps
 
 
-def test_configs_are_read_from_the_chapters_at_call_time(monkeypatch):
-    monkeypatch.setattr(experiments, "CHAPTER8_GRPO", replace(experiments.CHAPTER8_GRPO, lr=1.234e-5))
+def spec_answers(specs, name):
+    return specs[name]["answers_per_step"]
+
+
+def test_configs_are_read_from_the_settings_at_call_time(monkeypatch):
+    changed = dict(settings.HEAD_TO_HEAD, grpo=replace(settings.HEAD_TO_HEAD["grpo"], lr=1.234e-5))
+    monkeypatch.setattr(settings, "HEAD_TO_HEAD", changed)
     specs = method_configs(4_000)
-    assert specs["grpo"]["config"].lr == specs["dr_grpo"]["config"].lr == 1.234e-5
+    assert specs["grpo"]["config"].lr == 1.234e-5 and specs["dr_grpo"]["config"].lr == 1e-4
 
 
 def test_bad_arguments_are_rejected():
@@ -128,7 +146,7 @@ def test_policy_kl_is_zero_against_itself_and_positive_after_a_nudge():
     torch.set_num_threads(1)
     model, tokenizer = load_policy()
     reference, _ = load_policy()
-    problems = experiments.make_task().heldout[:32]
+    problems = settings.make_task().heldout[:32]
     same = policy_kl(model, reference, tokenizer, problems)
     assert same["kl"] == pytest.approx(0.0, abs=1e-6) and same["kl_per_answer"] == pytest.approx(0.0, abs=1e-5)
     assert 2 <= same["response_length"] <= 13
@@ -198,7 +216,7 @@ def test_a_prefix_of_a_run_repeats_it_exactly():
 
 @pytest.mark.skipif(not RESULTS_PATH.exists(), reason="no results file yet (python -m rlcore.experiments compare)")
 def test_the_shipped_results_file():
-    assert RESULTS_PATH.stat().st_size < 400_000  # 80 runs: small enough to ship inside the package
+    assert RESULTS_PATH.stat().st_size < 400_000  # 90 runs: small enough to ship inside the package
     results = compare.load_results()
     assert TOP_KEYS <= set(results)
     assert list(results["methods"]) == list(METHODS)

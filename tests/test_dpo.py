@@ -1,20 +1,15 @@
-"""rlcore.dpo: verifier-judged preference pairs, sequence log-probs, and the DPO training loop."""
+"""rlcore.pairs (verifier-judged preference pairs, sequence log-probs) and DPO through the one
+training loop (rlcore.train with the dpo preset)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from rlcore.dpo import (
-    DPOConfig,
-    PreferencePairs,
-    pair_logprobs,
-    preference_pairs,
-    sample_pairs,
-    sequence_logprobs,
-    train_dpo,
-)
+from rlcore.pairs import PreferencePairs, pair_logprobs, preference_pairs, sample_pairs, sequence_logprobs
 from rlcore.policy import load_policy
+from rlcore.presets import dpo
+from rlcore.train import train
 from rlcore.rollout import generate, response_logprobs
 from rlcore.tasks import AdditionTask, Problem, verify_batch
 
@@ -119,9 +114,9 @@ def test_concatenating_pairs_pads_responses(policy):
 
 def test_train_dpo_smoke(policy, task):
     model, tok = load_policy()
-    config = DPOConfig(steps=3, pairs_per_step=8, prompts_per_round=8, samples_per_prompt=4, online=False,
-                       offline_pairs=16, eval_every=2, eval_size=20, kl_size=8, probe_prompts=8, seed=0)
-    result = train_dpo(model, tok, task, config, progress=False)
+    config = dpo(steps=3, pairs_per_step=8, prompts_per_step=8, group_size=4, online=False,
+                 offline_pairs=16, eval_every=2, eval_size=20, kl_size=8, probe_prompts=8, seed=0)
+    result = train(model, tok, task, config, progress=False)
     history = result["history"]
     assert [h["step"] for h in history] == [0, 1, 2, 3]
     assert [("accuracy" in h) for h in history] == [True, False, True, True]
@@ -132,16 +127,16 @@ def test_train_dpo_smoke(policy, task):
         assert h["chosen_logp"] < 0 and h["rejected_logp"] < 0
     assert history[1]["loss"] == pytest.approx(torch.nn.functional.softplus(torch.tensor(0.0)).item(), abs=1e-5)
     assert result["config"]["online"] is False
-    again = train_dpo(load_policy()[0], tok, task, config, progress=False)["history"]
+    again = train(load_policy()[0], tok, task, config, progress=False)["history"]
     assert [h.get("loss") for h in again] == [h.get("loss") for h in history]  # deterministic under the seed
 
 
 def test_online_dpo_moves_accuracy(task):
     torch.set_num_threads(1)
     model, tok = load_policy()
-    config = DPOConfig(steps=30, pairs_per_step=32, lr=1e-4, beta=0.1, online=True, eval_every=30,
-                       eval_size=200, kl_size=32, probe_prompts=0, seed=0)
-    history = train_dpo(model, tok, task, config, progress=False)["history"]
+    config = dpo(steps=30, pairs_per_step=32, lr=1e-4, beta=0.1, online=True, eval_every=30,
+                 eval_size=200, kl_size=32, probe_prompts=0, seed=0)
+    history = train(model, tok, task, config, progress=False)["history"]
     before, after = history[0]["accuracy"], history[-1]["accuracy"]
     assert after > before + 0.04, (before, after)
     assert history[-1]["kl"] > 0
@@ -151,8 +146,8 @@ def test_no_pairs_means_no_update(task):
     # One token is too short to write '#' and an answer: every blank is empty, so no pair exists.
     model, tok = load_policy()
     before = [p.detach().clone() for p in model.parameters()]
-    config = DPOConfig(steps=1, pairs_per_step=4, prompts_per_round=4, samples_per_prompt=2, max_new_tokens=1,
-                       eval_every=1, eval_size=4, kl_size=2, probe_prompts=0, seed=0)
-    history = train_dpo(model, tok, task, config, progress=False)["history"]
+    config = dpo(steps=1, pairs_per_step=4, prompts_per_step=4, group_size=2, max_new_tokens=1,
+                 eval_every=1, eval_size=4, kl_size=2, probe_prompts=0, seed=0)
+    history = train(model, tok, task, config, progress=False)["history"]
     assert history[-1]["pairs"] == 0 and "loss" not in history[-1]
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))

@@ -1,4 +1,5 @@
-"""rlcore.ppo: per-token rewards, explained variance, the critic, and the PPO training loop."""
+"""PPO's parts (per-token rewards and explained variance from rlcore.credit, the critic from
+rlcore.policy) and PPO through the one training loop (rlcore.train with the ppo preset)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from rlcore.experiments import CHAPTER7_PPO, make_task
-from rlcore.policy import load_policy
-from rlcore.ppo import PPOConfig, ValueModel, explained_variance, token_rewards, train_ppo
+from rlcore.credit import explained_variance, token_rewards
+from rlcore.policy import ValueModel, load_policy
+from rlcore.presets import ppo
 from rlcore.rollout import generate
+from rlcore.settings import CHAPTER7_PPO, make_task
+from rlcore.train import train
 
 HISTORY_KEYS = {"step", "samples", "seconds", "reward", "kl_ref", "explained_variance", "response_length",
                 "policy_loss", "value_loss", "clip_frac", "approx_kl", "entropy"}
@@ -111,12 +114,12 @@ def test_value_of_s_t_does_not_see_token_t(rollout):
 # The training loop
 # ---------------------------------------------------------------------------------------------
 
-TINY = PPOConfig(steps=2, batch_size=8, epochs=1, minibatches=2, eval_every=1, eval_size=16, seed=3)
+TINY = ppo(steps=2, prompts_per_step=8, epochs=1, minibatches=2, eval_every=1, eval_size=16, seed=3)
 
 
 def _tiny_run(task, config=TINY):
     model, tokenizer = load_policy()
-    return model, train_ppo(model, tokenizer, task, config, progress=False)
+    return model, train(model, tokenizer, task, config, progress=False)
 
 
 def test_smoke_tiny_budget_logs_every_statistic_and_is_deterministic(task):
@@ -128,7 +131,7 @@ def test_smoke_tiny_budget_logs_every_statistic_and_is_deterministic(task):
         assert HISTORY_KEYS <= set(h) and "accuracy" in h
         assert all(math.isfinite(h[k]) for k in HISTORY_KEYS - {"explained_variance"})
         assert 0.0 <= h["clip_frac"] <= 1.0 and h["approx_kl"] >= 0 and h["entropy"] > 0
-    assert history[-1]["samples"] == 2 * TINY.batch_size
+    assert history[-1]["samples"] == 2 * TINY.answers_per_step
     assert isinstance(first["critic"], ValueModel)
     without_time = [{k: v for k, v in h.items() if k != "seconds"} for h in history]
     assert without_time == [{k: v for k, v in h.items() if k != "seconds"} for h in second["history"]]
@@ -153,6 +156,6 @@ def test_ppo_lifts_held_out_accuracy(task):
     (observed: 0.376 -> 0.590)."""
     model, tokenizer = load_policy()
     config = replace(CHAPTER7_PPO, steps=20, eval_every=20, eval_size=250)
-    history = train_ppo(model, tokenizer, task, config, progress=False)["history"]
+    history = train(model, tokenizer, task, config, progress=False)["history"]
     before, after = history[0]["accuracy"], history[-1]["accuracy"]
     assert after > before + 0.10, (before, after)
