@@ -59,7 +59,7 @@ from .masked import masked_mean
 from .policy import ASSETS, load_policy
 from .reproducibility import cpu_kernels
 from .rollout import generate, response_forward
-from .runs import run
+from . import runs as _runs
 
 __all__ = [
     "METHODS",
@@ -188,7 +188,7 @@ def run_method(name: str, *, seed: int = 0, budget: int = DEFAULT_BUDGET,
     config = spec["config"]
     if steps is not None:
         config = replace(config, steps=steps)
-    result = run(name, config, seed=seed, device=device, progress=progress)
+    result = _runs.run(name, config, seed=seed, device=device, progress=progress)
     evals = [h for h in result["history"] if "accuracy" in h]
     curve = [{"step": h["step"], "samples": h["samples"], "seconds": round(h["seconds"], 3),
               "accuracy": h["accuracy"]} for h in evals]

@@ -7,10 +7,8 @@ The fifth grader is deliberately a partial learner. We train on problems with wo
 
 from __future__ import annotations
 
-import random
 import time
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm

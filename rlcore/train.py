@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from ._checks import check_choice, check_positive
-from .credit import CREDITS, OUTCOME_CREDITS, SCALE_REWARDS, critic_credit, explained_variance, outcome_credit
+from .credit import CREDITS, SCALE_REWARDS, critic_credit, explained_variance, outcome_credit
 from .evaluation import accuracy, evaluate_and_stop
 from .kl import KL_KINDS, kl_estimate
 from .losses import DPO_LOSS_TYPES, dpo_loss, ppo_clip_loss, value_loss
@@ -107,6 +107,26 @@ class TrainConfig:
     def answers_per_step(self) -> int:
         """Answers sampled per step (for DPO, per sampling round; a step samples at least one round)."""
         return self.prompts_per_step * self.group_size
+
+    def in_use(self) -> dict:
+        """The fields this configuration's method reads, as a dict (the critic's only with the
+        critic's credit, the pairs' only with DPO's, and so on): what to print to show a run's settings."""
+        skip = set()
+        if self.credit != "group":
+            skip.add("scale_rewards")
+        if self.credit != "gae":
+            skip |= {"gamma", "lam", "critic_lr", "critic_epochs", "critic_warmup", "value_clip_eps",
+                     "whiten_advantages", "kl_in_reward", "kl_kind"}
+        elif not self.kl_in_reward:
+            skip.add("kl_kind")
+        if self.credit != "dpo":
+            skip |= {"pairs_per_step", "max_pairs_per_prompt", "dpo_loss_type", "label_smoothing", "online",
+                     "resample_every", "offline_pairs", "probe_prompts"}
+        else:
+            skip |= {"clip_eps", "clip_eps_high", "loss_agg_mode"}
+        if self.clip_eps is None:
+            skip.add("clip_eps_high")
+        return {k: v for k, v in asdict(self).items() if k not in skip}
 
     @property
     def needs_reference(self) -> bool:
@@ -404,12 +424,12 @@ def train(model, tokenizer, task: AdditionTask, config: TrainConfig = TrainConfi
                                             scale_rewards=config.scale_rewards)
             # 4. update
             objective = _policy_gradient_objective(model, ro, credit, old_logp, ref_logp, config)
-            critic_objective = None
-            if critic is not None:
-                def critic_objective(idx):
-                    sub = ro.select(idx)
-                    return value_loss(critic(sub), old_values[idx], returns[idx], sub.response_mask,
-                                      clip_eps=config.value_clip_eps)
+
+            def critic_objective(idx):  # the critic regresses on the returns (used only with a critic)
+                sub = ro.select(idx)
+                return value_loss(critic(sub), old_values[idx], returns[idx], sub.response_mask,
+                                  clip_eps=config.value_clip_eps)
+
             stats = update(model, optimizer, ro, objective, config,
                            generator=torch.Generator().manual_seed(step_seed(config.seed, step)),
                            critic=critic, critic_optimizer=critic_optimizer, critic_objective=critic_objective,

@@ -12,9 +12,8 @@ import pytest
 import torch
 
 from rlcore.credit import SCALE_REWARDS
-from rlcore.policy import load_policy
 from rlcore.presets import LOSS_TYPES, grpo
-from rlcore.settings import CHAPTER8_GRPO, make_task
+from rlcore.settings import CHAPTER8_GRPO
 from rlcore.train import train
 
 HISTORY_KEYS = {"step", "samples", "seconds", "reward", "zero_signal", "all_right", "response_length",
@@ -22,23 +21,7 @@ HISTORY_KEYS = {"step", "samples", "seconds", "reward", "zero_signal", "all_righ
 TINY = grpo(steps=1, prompts_per_step=2, group_size=4, eval_every=1, eval_size=8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread; restore the setting for the other test modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def task():
-    return make_task()
-
-
-@pytest.fixture(scope="module")
-def fifth_grader():
-    return load_policy()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,25 +13,14 @@ from rlcore.credit import explained_variance, token_rewards
 from rlcore.policy import ValueModel, load_policy
 from rlcore.presets import ppo
 from rlcore.rollout import generate
-from rlcore.settings import CHAPTER7_PPO, make_task
+from rlcore.settings import CHAPTER7_PPO
 from rlcore.train import train
 
 HISTORY_KEYS = {"step", "samples", "seconds", "reward", "kl_ref", "explained_variance", "response_length",
                 "policy_loss", "value_loss", "clip_frac", "approx_kl", "entropy"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread; restore the setting for the other test modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def task():
-    return make_task()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,9 @@ import rlcore
 from rlcore import presets
 from rlcore.masked import aggregate
 from rlcore.pairs import pair_logprobs, sample_pairs
-from rlcore.policy import ValueModel, frozen_copy, load_policy
+from rlcore.policy import ValueModel, frozen_copy
 from rlcore.reproducibility import step_seed
 from rlcore.rollout import generate, response_logits, response_logprobs
-from rlcore.settings import make_task
 from rlcore.tasks import verify_batch
 from rlcore.tokens import token_logprobs
 from rlcore.train import TrainConfig, check_config, train
@@ -29,22 +28,7 @@ from rlcore.train import TrainConfig, check_config, train
 SEED = 5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def task():
-    return make_task()
-
-
-@pytest.fixture(scope="module")
-def fifth_grader():
-    return load_policy()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _one_step_of_train(fifth_grader, task, config):
