@@ -282,9 +282,10 @@ def critic_credit(marks: torch.Tensor, values: torch.Tensor, mask, *, gamma: flo
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask) -> float:
     r"""How much of the returns' variance the critic explains, over real tokens:
     :math:`1 - \mathrm{Var}[R - V] / \mathrm{Var}[R]` (1: a perfect critic; 0: no better than a
-    constant; NaN when the returns do not vary)."""
-    values = float_tensor(values, "values", ndim=2)
-    returns = float_tensor(returns, "returns", ndim=2)
+    constant; NaN when the returns do not vary). ``values``, ``returns`` and ``mask`` share one
+    shape, ``[B, T]`` or ``[N]``."""
+    values = float_tensor(values, "values", ndim=(1, 2))
+    returns = float_tensor(returns, "returns", ndim=(1, 2))
     check_same_shape(returns, "returns", values, "values")
     m = flag_tensor(mask, "mask", values.shape)
     v, r = values[m].double(), returns[m].double()

@@ -309,3 +309,11 @@ def test_the_history_logs_what_a_reader_checks(fifth_grader, task):
                 "approx_kl", "entropy", "loss", "policy_loss", "accuracy", "samples", "seconds"):
         assert key in entry and math.isfinite(entry[key]), key
     assert 0 <= entry["truncated"] <= 1 and entry["kl_ref"] >= 0
+
+
+def test_ppo_without_a_kl_penalty_still_logs_its_kl_to_the_reference(fifth_grader, task):
+    """Chapter 7's ablation compares the KL of runs with and without the penalty."""
+    model, tokenizer = fifth_grader
+    result = train(copy.deepcopy(model), tokenizer, task,
+                   presets.ppo(steps=1, prompts_per_step=4, beta=0.0, eval_size=4), progress=False)
+    assert result["reference"] is not None and result["history"][-1]["kl_ref"] >= 0
