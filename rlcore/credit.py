@@ -11,17 +11,13 @@ where the update reuses a batch). The methods differ in one thing, the **credit*
 that token ``t`` of answer ``b`` receives. This module computes it, one function per method,
 each returning a ``[B, T]`` tensor that is 0 on padding:
 
-===================  ==========================================================  =====================
-function             credit of every real token ``t`` of answer ``b``            method
-===================  ==========================================================  =====================
-:func:`sign_credit`  :math:`+1` if the answer is right, :math:`-1` otherwise      REINFORCE (chapter 1)
-:func:`raw_credit`   the mark :math:`r_b`                                         REINFORCE, no baseline
-:func:`batch_credit` :math:`r_b - \bar r` (the batch's mean mark)                 REINFORCE + baseline
-:func:`rloo_credit`  :math:`r_b -` the mean of the other answers to its problem   RLOO
-:func:`group_credit` :math:`(r_b - \text{mean}_g) / (\text{std} + \epsilon)`      GRPO, Dr. GRPO
-:func:`critic_credit` :math:`\hat A_{b,t}`, GAE over tokens from a learned critic  PPO
-:func:`dpo_credit`   :math:`\pm\beta\,\sigma(-\beta h)` on the two answers of a pair  DPO
-===================  ==========================================================  =====================
+* :func:`sign_credit` (REINFORCE, chapter 1): :math:`+1` if the answer is right, :math:`-1` otherwise;
+* :func:`raw_credit` (REINFORCE without a baseline): the mark :math:`r_b`;
+* :func:`batch_credit` (REINFORCE with a baseline): :math:`r_b - \bar r`, against the batch's mean mark;
+* :func:`rloo_credit` (RLOO): :math:`r_b` minus the mean of the other answers to its problem;
+* :func:`group_credit` (GRPO, Dr. GRPO): :math:`(r_b - \text{mean}_g) / (\text{std}_g + \epsilon)`;
+* :func:`critic_credit` (PPO): :math:`\hat A_{b,t}`, GAE over tokens from a learned critic;
+* :func:`dpo_credit` (DPO): :math:`\pm\beta\,\sigma(-\beta h)` on the two answers of a pair.
 
 Only the critic's credit changes along an answer; every other method hands all tokens of an
 answer the same number (outcome-only credit). :func:`dpo_token_rewards` gives DPO's implicit
