@@ -24,7 +24,7 @@ pairs; it gets ``budget // that`` steps and its curve is cut at the budget (the 
 "stop at N samples" switch, so the run may go a little past the budget; the final accuracy is the
 last evaluation within it, while KL and length are measured on the policy at the end of the run).
 Offline DPO runs as many steps as online DPO and samples its whole pool of pairs (one per step slot,
-as far as :func:`~rlcore.dpo.train_dpo`'s cap on sampling rounds allows; a smaller pool is cycled)
+as far as the training loop's cap on sampling rounds (:class:`~rlcore.train.PairPool`) allows; a smaller pool is cycled)
 from the fifth grader before its first step; its curve counts the
 answers *behind the pairs trained on so far*, the pool's cost pro-rated over the steps, so that
 offline and online DPO are compared at equal numbers of answers used (``pool_samples`` holds the

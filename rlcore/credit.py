@@ -170,7 +170,7 @@ def group_credit(rewards: torch.Tensor, mask, group_size: int, *, scale_rewards:
 
 #: The credits that need only the marks, by the name a training config uses.
 OUTCOME_CREDITS = ("sign", "raw", "batch", "rloo", "group")
-#: Every credit a training config can name: the outcome ones, the critic's and DPO's.
+#: Every credit a training config can name, the outcome ones and the critic's and DPO's.
 CREDITS = OUTCOME_CREDITS + ("gae", "dpo")
 
 

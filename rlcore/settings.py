@@ -40,14 +40,14 @@ CHAPTER8_GRPO = presets.grpo()
 #: it against offline DPO on one fixed set of pairs from the fifth grader).
 CHAPTER9_DPO = presets.dpo()
 
-#: Chapter 10's one update, the same for every contestant, so that the comparison compares credit:
+#: Chapter 10's one update, the same for every contestant, so that the comparison compares credit.
 #: Adam at 1e-4, two passes over each batch in two shuffled minibatches, PPO's clip (0.2) on the
 #: ratio to the sampling policy, every token weighing the same, gradient norm clipped to 1.
 HEAD_TO_HEAD_UPDATE = dict(lr=1e-4, epochs=2, minibatches=2, shuffle=True, clip_eps=0.2, max_grad_norm=1.0,
                            loss_agg_mode="token-mean")
 
 _U = HEAD_TO_HEAD_UPDATE
-#: Chapter 10's contestants: every method with :data:`HEAD_TO_HEAD_UPDATE` and 64 answers per step
+#: Chapter 10's contestants, every method with :data:`HEAD_TO_HEAD_UPDATE` and 64 answers per step
 #: (DPO: a step trains on 32 pairs, 64 answers, found among 32 × 8 sampled ones), differing in their
 #: credit and in what the credit needs by design (groups of answers to one problem, a critic, pairs);
 #: GRPO keeps its own aggregation, which is part of its credit (each answer's tokens averaged), and

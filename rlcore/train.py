@@ -130,9 +130,9 @@ class TrainConfig:
 
     @property
     def needs_reference(self) -> bool:
-        """Whether the run keeps a frozen copy of the starting policy, π_ref: for a KL term, for DPO,
-        for the evaluation's sequence KL, and always with a critic (PPO logs its KL to the reference,
-        ``kl_ref``, whatever β)."""
+        """Whether the run keeps a frozen copy of the starting policy (the reference) for a KL term,
+        for DPO, for the evaluation's sequence KL, and always with a critic (PPO logs its KL to the
+        reference, ``kl_ref``, whatever β)."""
         return self.beta > 0 or self.credit in ("dpo", "gae") or self.kl_size > 0
 
 
