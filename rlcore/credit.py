@@ -32,7 +32,7 @@ The result is on ``mask``'s device.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -59,6 +59,8 @@ __all__ = [
     "explained_variance",
     "dpo_token_rewards",
     "dpo_credit",
+    "MCValues",
+    "mc_values",
 ]
 
 #: TRL's ``scale_rewards`` names and the :func:`rlcore.group_advantages` scale each one means.
@@ -353,3 +355,108 @@ def dpo_credit(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_cho
                           loss_type=loss_type, label_smoothing=label_smoothing).losses
         grad_chosen, grad_rejected = torch.autograd.grad(losses.sum(), (chosen, rejected))
     return per_token(-grad_chosen, chosen_mask), per_token(-grad_rejected, rejected_mask)
+
+
+class MCValues(NamedTuple):
+    """What :func:`mc_values` returns; ``L_b`` is answer ``b``'s number of real tokens."""
+
+    values: torch.Tensor
+    """``[B, T + 1]``: the estimate of ``V(s_t)`` for ``t = 0 … L_b`` (``s_t``: the prompt and the first
+    ``t`` tokens), the answer's own mark at ``t = L_b``; 0 beyond."""
+    values_stderr: torch.Tensor
+    """``[B, T + 1]``: the standard error of each estimate (0 at ``t = L_b``, where the mark is known)."""
+    advantages: torch.Tensor
+    """``[B, T]``: ``A_t = V(s_{t+1}) − V(s_t)`` for every real token, 0 on padding."""
+    advantages_stderr: torch.Tensor
+    """``[B, T]``: the standard error of each advantage (the two values' errors, independent)."""
+
+
+@torch.no_grad()
+def mc_values(model, tokenizer, rollout, problems, *, k: int = 16, max_new_tokens: int = 12,
+              no_answer_penalty: float = 0.1, seed: int = 0, batch_size: int = 4096) -> MCValues:
+    r"""Monte Carlo values of every prefix of every answer, and the per-token advantages they give:
+    the ground truth of credit.
+
+    From every state :math:`s_t` (the prompt and the first ``t`` tokens of answer ``b``, for
+    ``t < L_b``), ``k`` continuations are sampled from ``model`` (at the rollout's temperature, within
+    what is left of the budget ``max_new_tokens``) and graded by the task's verifier; their mean mark
+    estimates :math:`V(s_t)`. The state after the last token is terminal, so :math:`V(s_{L_b})` is the
+    answer's own mark. Token transitions are deterministic and the only reward is the final mark, so
+
+    .. math::
+
+        A_t = Q(s_t, y_t) - V(s_t) = V(s_{t+1}) - V(s_t).
+
+    Args:
+      model, tokenizer: the policy whose values are estimated (usually the one that sampled).
+      rollout: a :class:`~rlcore.rollout.Rollout` of ``B`` answers.
+      problems: ``B`` problems, row by row (``problems[b].answer`` grades row ``b``).
+      k: continuations per state (≥ 2, for a standard error).
+      max_new_tokens: the generation budget the answers were sampled with.
+      no_answer_penalty: the verifier's mark for an empty blank, as in training.
+      seed: seeds the sampler.
+      batch_size: continuations generated per call of ``model.generate``.
+
+    Returns:
+      :class:`MCValues` ``(values [B, T+1], values_stderr, advantages [B, T], advantages_stderr)``,
+      on the rollout's device.
+
+    Reference: Kazemnejad et al., "VinePPO: Unlocking RL Potential for LLM Reasoning Through Refined
+    Credit Assignment", 2024, https://arxiv.org/abs/2410.01679.
+    """
+    from .tasks import verify_batch
+
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ValueError(f"k must be an int >= 2, got {k!r}")
+    if len(problems) != len(rollout):
+        raise ValueError(f"problems ({len(problems)}) and rollout ({len(rollout)}) differ in length")
+    B, T = rollout.response_ids.shape
+    lengths = rollout.lengths.tolist()
+    if max(lengths, default=0) > max_new_tokens:
+        raise ValueError(f"max_new_tokens={max_new_tokens} is shorter than the rollout's answers ({max(lengths)})")
+    device = rollout.response_ids.device
+    texts = tokenizer.batch_decode(torch.where(rollout.response_mask, rollout.response_ids,
+                                               torch.full_like(rollout.response_ids, tokenizer.pad_token_id)),
+                                   skip_special_tokens=True)
+    marks = torch.tensor(verify_batch(texts, problems, no_answer_penalty=no_answer_penalty), device=device)
+    values = torch.zeros(B, T + 1, dtype=torch.float32, device=device)
+    stderr = torch.zeros(B, T + 1, dtype=torch.float32, device=device)
+    values[torch.arange(B, device=device), rollout.lengths] = marks  # the terminal state: its own mark
+    states = [(b, t) for b in range(B) for t in range(lengths[b])]
+    torch.manual_seed(seed)
+    per_call = max(1, batch_size // k)
+    for start in range(0, len(states), per_call):
+        chunk = states[start:start + per_call]
+        prefixes = [torch.cat([rollout.prompt_ids[b][rollout.prompt_mask[b]], rollout.response_ids[b, :t]])
+                    for b, t in chunk]
+        width = max(len(p) for p in prefixes)
+        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long, device=device)
+        attention = torch.zeros(len(chunk), width, dtype=torch.long, device=device)
+        for i, p in enumerate(prefixes):  # left padding, as generate expects
+            ids[i, width - len(p):] = p
+            attention[i, width - len(p):] = 1
+        budget = max_new_tokens - min(t for _, t in chunk)
+        out = model.generate(input_ids=ids, attention_mask=attention, max_new_tokens=budget, do_sample=True,
+                             temperature=rollout.temperature, top_k=0, top_p=1.0, num_return_sequences=k,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        continuations = out[:, width:]  # (len(chunk) * k, budget), row i * k + j: continuation j of state i
+        full, graded = [], []
+        for i, (b, t) in enumerate(chunk):
+            left = max_new_tokens - t  # what is left of this answer's budget
+            for j in range(k):
+                cont = continuations[i * k + j, :left]
+                eos = (cont == tokenizer.eos_token_id).nonzero()
+                cont = cont[: int(eos[0])] if len(eos) else cont
+                full.append(torch.cat([rollout.response_ids[b, :t], cont]))
+                graded.append(problems[b])
+        texts = tokenizer.batch_decode([f.tolist() for f in full], skip_special_tokens=True)
+        got = torch.tensor(verify_batch(texts, graded, no_answer_penalty=no_answer_penalty),
+                           device=device).view(len(chunk), k)  # (states, k)
+        rows = torch.tensor([b for b, _ in chunk], device=device)
+        cols = torch.tensor([t for _, t in chunk], device=device)
+        values[rows, cols] = got.mean(1)
+        stderr[rows, cols] = got.std(1) / k**0.5
+    mask = rollout.response_mask
+    advantages = (values[:, 1:] - values[:, :-1]) * mask
+    advantages_stderr = (stderr[:, 1:] ** 2 + stderr[:, :-1] ** 2).sqrt() * mask
+    return MCValues(values, stderr, advantages, advantages_stderr)

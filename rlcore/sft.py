@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .evaluation import accuracy
 from .policy import build_model, build_tokenizer
-from .tasks import AdditionTask, Problem
+from .tasks import Problem, Task
 
 __all__ = ["SFTConfig", "sft_batch", "train_sft"]
 
@@ -53,7 +53,7 @@ def sft_batch(tokenizer, problems: list[Problem]) -> tuple[torch.Tensor, torch.T
     return ids, attn, labels
 
 
-def train_sft(task: AdditionTask, config: SFTConfig = SFTConfig(), *, model=None, tokenizer=None,
+def train_sft(task: Task, config: SFTConfig = SFTConfig(), *, model=None, tokenizer=None,
               device: str = "cpu", progress: bool = True) -> dict:
     """Train from scratch (or continue ``model``) until held-out accuracy enters the band.
 
@@ -80,7 +80,7 @@ def train_sft(task: AdditionTask, config: SFTConfig = SFTConfig(), *, model=None
         out.loss.backward()
         opt.step()
         if step == next_eval:
-            acc = accuracy(model, tokenizer, heldout)
+            acc = accuracy(model, tokenizer, heldout, max_new_tokens=task.max_new_tokens)
             history.append((step, acc))
             next_eval += config.eval_every_close if acc >= config.close_to else config.eval_every
             bar.set_postfix(loss=f"{out.loss.item():.3f}", acc=f"{acc:.2f}")

@@ -377,7 +377,7 @@ def train(model, tokenizer, task: AdditionTask, config: TrainConfig = TrainConfi
                                 seed=step_seed(config.seed, 999_999))
 
     def evaluate() -> dict:
-        out = {"accuracy": accuracy(model, tokenizer, heldout)}
+        out = {"accuracy": accuracy(model, tokenizer, heldout, max_new_tokens=config.max_new_tokens)}
         if config.kl_size > 0 and reference is not None:
             out["kl"] = sequence_kl(model, reference, tokenizer, task.heldout[: config.kl_size],
                                     max_new_tokens=config.max_new_tokens, seed=config.seed + 77)

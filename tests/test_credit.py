@@ -232,3 +232,78 @@ def test_every_credit_name_is_known_to_the_training_loop():
     assert set(credit.CREDITS) == set(credit.OUTCOME_CREDITS) | {"gae", "dpo"}
     for name in credit.CREDITS:
         check_config(TrainConfig(credit=name, group_size=2, beta=0.1 if name == "dpo" else 0.0))
+
+
+# ---------------------------------------------------------------- Monte Carlo values (the ground truth)
+
+def _exact_value(model, tokenizer, prompt_ids, prefix, problem, budget, temperature=1.0, penalty=0.1):
+    """V(s) by listing every continuation of at most `budget` tokens with its probability."""
+    from rlcore.tasks import verify
+
+    eos = tokenizer.eos_token_id
+    frontier, total = [(list(prefix), 0.0)], 0.0
+    grade = lambda seq: verify(tokenizer.decode(seq, skip_special_tokens=True), problem.answer,
+                               no_answer_penalty=penalty)
+    for _ in range(budget):
+        ids = torch.tensor([prompt_ids + seq for seq, _ in frontier])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits[:, -1].double() / temperature, dim=-1)  # (n, V)
+        new = []
+        for (seq, lp), row in zip(frontier, logp.tolist()):
+            for v, lv in enumerate(row):
+                if v == eos:
+                    total += math.exp(lp + lv) * grade(seq)
+                else:
+                    new.append((seq + [v], lp + lv))
+        frontier = new
+    return total + sum(math.exp(lp) * grade(seq) for seq, lp in frontier)  # cut by the budget
+
+
+def test_mc_values_match_exact_enumeration():
+    """On the fifth grader, the last states of two answers, where at most 3 tokens are left, have
+    values that can be listed exactly; the Monte Carlo estimates must agree within 4.5 standard errors."""
+    from rlcore.policy import load_policy
+    from rlcore.rollout import generate
+    from rlcore.settings import make_task
+
+    torch.set_num_threads(1)
+    model, tokenizer = load_policy()
+    problems = make_task().heldout[:2]
+    ro = generate(model, tokenizer, [p.prompt for p in problems], seed=4, compute_logp=False)
+    budget = int(ro.lengths.max()) + 1
+    mc = credit.mc_values(model, tokenizer, ro, problems, k=800, max_new_tokens=budget, seed=0)
+    checked = 0
+    for b, problem in enumerate(problems):
+        prompt = ro.prompt_ids[b][ro.prompt_mask[b]].tolist()
+        L = int(ro.lengths[b])
+        for t in range(max(0, budget - 3), L):
+            exact = _exact_value(model, tokenizer, prompt, ro.response_ids[b, :t].tolist(), problem, budget - t)
+            se = max(mc.values_stderr[b, t].item(), 1e-3)
+            assert abs(mc.values[b, t].item() - exact) < 4.5 * se, (b, t, mc.values[b, t].item(), exact)
+            checked += 1
+    assert checked >= 2
+
+
+def test_mc_values_shapes_terminal_values_and_advantages():
+    from rlcore.policy import load_policy
+    from rlcore.rollout import generate
+    from rlcore.settings import make_task
+    from rlcore.tasks import verify_batch
+
+    model, tokenizer = load_policy()
+    problems = make_task().heldout[:6]
+    ro = generate(model, tokenizer, [p.prompt for p in problems], seed=2, compute_logp=False)
+    mc = credit.mc_values(model, tokenizer, ro, problems, k=4, seed=1)
+    B, T = ro.response_ids.shape
+    assert mc.values.shape == mc.values_stderr.shape == (B, T + 1)
+    assert mc.advantages.shape == mc.advantages_stderr.shape == (B, T)
+    marks = torch.tensor(verify_batch(ro.texts, problems))
+    assert torch.equal(mc.values[torch.arange(B), ro.lengths], marks)  # the terminal state is its own mark
+    assert torch.all(mc.values_stderr[torch.arange(B), ro.lengths] == 0)
+    # the advantages telescope: summed over an answer they are its mark minus V(s_0)
+    assert torch.allclose(mc.advantages.sum(1), marks - mc.values[:, 0], atol=1e-5)
+    assert torch.all(mc.advantages[~ro.response_mask] == 0)
+    with pytest.raises(ValueError, match="k"):
+        credit.mc_values(model, tokenizer, ro, problems, k=1)
+    with pytest.raises(ValueError, match="problems"):
+        credit.mc_values(model, tokenizer, ro, problems[:3], k=2)

@@ -83,3 +83,58 @@ def test_bad_digits():
     with pytest.raises(ValueError, match="digits"):
         AdditionTask(digits=0)
     assert MARKER == "#"
+
+
+# ---------------------------------------------------------------- the running-sum task (credit is hard)
+
+def test_running_sum_problem_hand_computed():
+    from rlcore.tasks import RunningSumProblem
+
+    p = RunningSumProblem((37, 85, 12, 64, 29, 51))
+    assert p.prompt == "37+85+12+64+29+51="
+    assert p.totals == [37, 122, 134, 198, 227, 278] and p.answer == 278 and p.width == 3
+    assert p.scratch == "730 221 431 891 722 872"  # each total ones-first, zero-padded to 3 digits
+    assert p.target == "730 221 431 891 722 872#278"
+    assert len(p.target) + 1 >= 24 + 1  # at least 24 tokens of work before the <eos>
+
+
+@pytest.mark.parametrize("response, expected", [
+    ("730 221 431 891 722 872#278", None),  # exactly right
+    ("731 221 431 891 722 872#278", 2),  # a slip in the first total
+    ("730 221 431 991 722 872#278", 12),  # the fourth total
+    ("730 221 431 891 722 872#279", 26),  # only the copied answer
+    ("730 221", 7),  # stopped early
+    ("730 221 431 891 722 872#2780", 27),  # wrote on past the answer
+    ("", 0),
+])
+def test_first_error_is_the_first_departure_from_the_unique_scratch(response, expected):
+    from rlcore.tasks import RunningSumProblem
+
+    assert RunningSumProblem((37, 85, 12, 64, 29, 51)).first_error(response) == expected
+
+
+def test_running_sum_task_is_graded_on_the_blank_only_and_keeps_held_out_apart():
+    import random
+
+    from rlcore.tasks import RunningSumTask, verify
+
+    task = RunningSumTask()
+    assert len(task.heldout) == 500 and len({p.terms for p in task.heldout}) == 500
+    held = {p.terms for p in task.heldout}
+    batch = task.sample(2000, random.Random(0))
+    assert not held & {p.terms for p in batch}
+    assert [p.terms for p in next(task.stream(8, seed=3))] == [p.terms for p in next(task.stream(8, seed=3))]
+    p = task.heldout[0]
+    assert verify(p.target, p.answer) == 1.0
+    wrong_work = "0" * len(p.scratch) + "#" + str(p.answer)  # the scratch is not graded
+    assert verify(wrong_work, p.answer) == 1.0 and p.first_error(wrong_work) is not None
+    assert task.max_new_tokens >= len(p.target) + 1
+
+
+@pytest.mark.parametrize("kwargs, name", [(dict(terms=1), "terms"), (dict(digits=4), "digits"),
+                                          (dict(terms=2, digits=1, heldout_size=60), "heldout_size")])
+def test_running_sum_task_rejects_bad_settings(kwargs, name):
+    from rlcore.tasks import RunningSumTask
+
+    with pytest.raises(ValueError, match=name):
+        RunningSumTask(**kwargs)
