@@ -17,7 +17,9 @@ each returning a ``[B, T]`` tensor that is 0 on padding:
 * :func:`rloo_credit` (RLOO): :math:`r_b` minus the mean of the other answers to its problem;
 * :func:`group_credit` (GRPO, Dr. GRPO): :math:`(r_b - \text{mean}_g) / (\text{std}_g + \epsilon)`;
 * :func:`critic_credit` (PPO): :math:`\hat A_{b,t}`, GAE over tokens from a learned critic;
-* :func:`dpo_credit` (DPO): :math:`\pm\beta\,\sigma(-\beta h)` on the two answers of a pair.
+* :func:`dpo_credit` (DPO): :math:`\pm\beta\,\sigma(-\beta h)` on the two answers of a pair;
+* :func:`mc_values` (VinePPO): :math:`V(s_{t+1}) - V(s_t)` from sampled continuations, the ground truth;
+* :func:`oracle_credit`: the step verifier's marks, where a task can check every step.
 
 Only the critic's credit changes along an answer; every other method hands all tokens of an
 answer the same number (outcome-only credit). :func:`dpo_token_rewards` gives DPO's implicit
@@ -61,6 +63,7 @@ __all__ = [
     "dpo_credit",
     "MCValues",
     "mc_values",
+    "oracle_credit",
 ]
 
 #: TRL's ``scale_rewards`` names and the :func:`rlcore.group_advantages` scale each one means.
@@ -172,8 +175,9 @@ def group_credit(rewards: torch.Tensor, mask, group_size: int, *, scale_rewards:
 
 #: The credits that need only the marks, by the name a training config uses.
 OUTCOME_CREDITS = ("sign", "raw", "batch", "rloo", "group")
-#: Every credit a training config can name, the outcome ones and the critic's and DPO's.
-CREDITS = OUTCOME_CREDITS + ("gae", "dpo")
+#: Every credit a training config can name, the outcome ones, the critic's, DPO's, the Monte Carlo
+#: advantage (``"mc"``, :func:`mc_values`) and the step verifier's (``"oracle"``, :func:`oracle_credit`).
+CREDITS = OUTCOME_CREDITS + ("gae", "dpo", "mc", "oracle")
 
 
 def outcome_credit(name: str, rewards: torch.Tensor, mask, *, group_size: int = 1,
@@ -460,3 +464,45 @@ def mc_values(model, tokenizer, rollout, problems, *, k: int = 16, max_new_token
     advantages = (values[:, 1:] - values[:, :-1]) * mask
     advantages_stderr = (stderr[:, 1:] ** 2 + stderr[:, :-1] ** 2).sqrt() * mask
     return MCValues(values, stderr, advantages, advantages_stderr)
+
+
+def oracle_credit(rollout, problems, tokenizer) -> torch.Tensor:
+    r"""The step verifier's credit, which no outcome-only method has: ``+1`` on every token before an
+    answer's first wrong step, ``-1`` on the first wrong token, ``0`` after it (once the work has gone
+    wrong, later tokens cannot be judged on their own). A right answer with right work gets ``+1``
+    on every token.
+
+    It needs a task whose work is fully determined and checkable token by token
+    (:meth:`rlcore.tasks.RunningSumProblem.first_error`): an upper bound on what credit assignment can
+    know, a dense process reward in place of the outcome's one number.
+
+    Args:
+      rollout: a :class:`~rlcore.rollout.Rollout` of ``B`` answers.
+      problems: ``B`` problems with ``first_error(text)``, row by row.
+      tokenizer: the rollout's tokenizer (to map the first wrong character to its token).
+
+    Returns:
+      ``[B, T]`` float32 on the rollout's device, 0 on padding.
+
+    Reference: Lightman et al., "Let's Verify Step by Step", 2023, https://arxiv.org/abs/2305.20050
+    (process supervision).
+    """
+    if len(problems) != len(rollout):
+        raise ValueError(f"problems ({len(problems)}) and rollout ({len(rollout)}) differ in length")
+    if not all(hasattr(p, "first_error") for p in problems):
+        raise ValueError("problems must have a first_error(text) step checker (e.g. RunningSumProblem)")
+    mask = rollout.response_mask
+    out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+    for b, problem in enumerate(problems):
+        tokens = rollout.response_ids[b][mask[b]].tolist()
+        pieces = [tokenizer.decode([tok], skip_special_tokens=True) for tok in tokens]  # the text of each token
+        text = "".join(pieces)
+        error = problem.first_error(text)
+        ends = torch.tensor([len(p) for p in pieces]).cumsum(0)  # the text's length after each token
+        if error is None:
+            out[b, : len(tokens)] = 1.0
+            continue
+        wrong = int((ends > error).nonzero()[0]) if bool((ends > error).any()) else len(tokens) - 1
+        out[b, :wrong] = 1.0
+        out[b, wrong] = -1.0
+    return out

@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from ._checks import check_choice, check_positive
-from .credit import CREDITS, SCALE_REWARDS, critic_credit, explained_variance, outcome_credit
+from .credit import CREDITS, SCALE_REWARDS, critic_credit, explained_variance, mc_values, oracle_credit, outcome_credit
 from .evaluation import accuracy, evaluate_and_stop
 from .kl import KL_KINDS, kl_estimate
 from .losses import DPO_LOSS_TYPES, dpo_loss, ppo_clip_loss, value_loss
@@ -61,6 +61,7 @@ class TrainConfig:
     # --- the method: how one mark becomes credit for each token (rlcore.credit)
     credit: str = "sign"  # one of rlcore.credit.CREDITS
     scale_rewards: str = "group"  # credit "group": TRL's scale_rewards ("group", "batch", "none")
+    mc_samples: int = 16  # credit "mc": continuations sampled from every state (counted in the budget)
     # --- the batch
     steps: int = 200
     prompts_per_step: int = 64  # problems per step (DPO: per sampling round)
@@ -114,6 +115,8 @@ class TrainConfig:
         skip = set()
         if self.credit != "group":
             skip.add("scale_rewards")
+        if self.credit != "mc":
+            skip.add("mc_samples")
         if self.credit != "gae":
             skip |= {"gamma", "lam", "critic_lr", "critic_epochs", "critic_warmup", "value_clip_eps",
                      "whiten_advantages", "kl_in_reward", "kl_kind"}
@@ -144,7 +147,7 @@ def check_config(config: TrainConfig) -> TrainConfig:
     check_choice(config.kl_kind, "kl_kind", KL_KINDS)
     check_choice(config.dpo_loss_type, "dpo_loss_type", DPO_LOSS_TYPES)
     for name in ("steps", "prompts_per_step", "group_size", "epochs", "minibatches", "eval_every",
-                 "pairs_per_step", "resample_every"):
+                 "pairs_per_step", "resample_every", "mc_samples"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -166,15 +169,15 @@ def check_config(config: TrainConfig) -> TrainConfig:
     return config
 
 
-def sample_and_grade(model, tokenizer, problems, config: TrainConfig, *, seed: int) -> tuple[Rollout, torch.Tensor]:
+def sample_and_grade(model, tokenizer, problems, config: TrainConfig, *, seed: int) -> tuple[Rollout, torch.Tensor, list]:
     """Steps 1 and 2: ``group_size`` answers to each problem (groups contiguous), sampled at
-    ``seed``, and the verifier's marks ``[N]`` on the model's device."""
+    ``seed``, the verifier's marks ``[N]`` on the model's device, and each row's problem."""
     group = [p for p in problems for _ in range(config.group_size)]
     ro = generate(model, tokenizer, [p.prompt for p in group], temperature=config.temperature,
                   max_new_tokens=config.max_new_tokens, seed=seed, compute_logp=False)
     marks = torch.tensor(verify_batch(ro.texts, group, no_answer_penalty=config.no_answer_penalty),
                          device=model_device(model))
-    return ro, marks
+    return ro, marks, group
 
 
 class PairPool:
@@ -408,8 +411,8 @@ def train(model, tokenizer, task: AdditionTask, config: TrainConfig = TrainConfi
             entry["pairs"] = len(pairs.pool)
         else:
             # 1-2. sample and grade
-            ro, marks = sample_and_grade(model, tokenizer, next(problems), config,
-                                         seed=step_seed(config.seed, step))
+            ro, marks, graded = sample_and_grade(model, tokenizer, next(problems), config,
+                                                 seed=step_seed(config.seed, step))
             mask = ro.response_mask
             with torch.no_grad():
                 old_logp = response_logprobs(model, ro) if config.clip_eps is not None or critic else None
@@ -421,6 +424,13 @@ def train(model, tokenizer, task: AdditionTask, config: TrainConfig = TrainConfi
                     credit, returns = critic_credit(marks, old_values, mask, gamma=config.gamma, lam=config.lam,
                                                     beta=config.beta, kl_kind=config.kl_kind,
                                                     whiten_advantages=config.whiten_advantages, **kl_args)
+                elif config.credit == "mc":  # VinePPO: every state's value from sampled continuations
+                    credit = mc_values(model, tokenizer, ro, graded, k=config.mc_samples,
+                                       max_new_tokens=config.max_new_tokens, no_answer_penalty=config.no_answer_penalty,
+                                       seed=step_seed(config.seed, step)).advantages
+                    samples += int(ro.lengths.sum()) * config.mc_samples  # the continuations are answers too
+                elif config.credit == "oracle":  # the step verifier, where the task has one
+                    credit = oracle_credit(ro, graded, tokenizer)
                 else:
                     credit = outcome_credit(config.credit, marks, mask, group_size=config.group_size,
                                             scale_rewards=config.scale_rewards)

@@ -229,7 +229,7 @@ def test_bad_input_raises_naming_the_argument(call, name):
 def test_every_credit_name_is_known_to_the_training_loop():
     from rlcore.train import TrainConfig, check_config
 
-    assert set(credit.CREDITS) == set(credit.OUTCOME_CREDITS) | {"gae", "dpo"}
+    assert set(credit.CREDITS) == set(credit.OUTCOME_CREDITS) | {"gae", "dpo", "mc", "oracle"}
     for name in credit.CREDITS:
         check_config(TrainConfig(credit=name, group_size=2, beta=0.1 if name == "dpo" else 0.0))
 
@@ -307,3 +307,40 @@ def test_mc_values_shapes_terminal_values_and_advantages():
         credit.mc_values(model, tokenizer, ro, problems, k=1)
     with pytest.raises(ValueError, match="problems"):
         credit.mc_values(model, tokenizer, ro, problems[:3], k=2)
+
+
+# ---------------------------------------------------------------- the step verifier's credit
+
+def _rollout_of(texts, tokenizer, prompt="37+85+12+64+29+51="):
+    """A hand-made rollout: each text as response tokens, <eos> after it, right-padded."""
+    from rlcore.rollout import Rollout
+
+    rows = [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+    for b, r in enumerate(rows):
+        ids[b, : len(r)] = torch.tensor(r)
+    mask = torch.arange(width)[None, :] < torch.tensor([len(r) for r in rows])[:, None]
+    prompt_ids = torch.tensor([tokenizer(prompt)["input_ids"]] * len(rows))
+    return Rollout(prompt_ids, torch.ones_like(prompt_ids, dtype=torch.bool), ids, mask,
+                   torch.ones(len(rows), dtype=torch.bool), torch.zeros(ids.shape), list(texts))
+
+
+def test_oracle_credit_blames_the_first_wrong_step_only():
+    from rlcore.policy import load_tokenizer
+    from rlcore.tasks import RunningSumProblem
+
+    tokenizer = load_tokenizer()
+    problem = RunningSumProblem((37, 85, 12, 64, 29, 51))
+    right = problem.target
+    slip = "731" + right[3:]  # the third character is wrong; the answer is still copied right
+    late = right[:-1] + "9"  # only the copied answer is wrong
+    ro = _rollout_of([right, slip, late], tokenizer)
+    c = credit.oracle_credit(ro, [problem] * 3, tokenizer)
+    L = len(right) + 1  # + <eos>
+    assert c[0, :L].tolist() == [1.0] * L  # right work, right answer: every token +1
+    assert c[1, :L].tolist() == [1.0, 1.0, -1.0] + [0.0] * (L - 3)  # blame on the slip, nothing after
+    assert c[2, :L].tolist() == [1.0] * (L - 2) + [-1.0, 0.0]
+    assert torch.all(c[~ro.response_mask] == 0)
+    with pytest.raises(ValueError, match="first_error"):
+        credit.oracle_credit(ro, [object()] * 3, tokenizer)

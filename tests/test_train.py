@@ -317,3 +317,25 @@ def test_ppo_without_a_kl_penalty_still_logs_its_kl_to_the_reference(fifth_grade
     result = train(copy.deepcopy(model), tokenizer, task,
                    presets.ppo(steps=1, prompts_per_step=4, beta=0.0, eval_size=4), progress=False)
     assert result["reference"] is not None and result["history"][-1]["kl_ref"] >= 0
+
+
+def test_monte_carlo_credit_counts_its_continuations_in_the_budget(fifth_grader, task):
+    model, tokenizer = fifth_grader
+    config = TrainConfig(credit="mc", mc_samples=2, prompts_per_step=3, steps=1, eval_size=4)
+    result = train(copy.deepcopy(model), tokenizer, task, config, progress=False)
+    entry = result["history"][-1]
+    # three answers, and two continuations from every state of each (about ten states an answer)
+    assert 3 + 2 * 3 * 5 <= result["samples"] == entry["samples"] <= 3 + 2 * 3 * 12
+    assert math.isfinite(entry["loss"])
+
+
+def test_the_step_verifiers_credit_trains_on_the_running_sum_task(fifth_grader):
+    from rlcore.tasks import RunningSumTask
+
+    model, tokenizer = fifth_grader
+    task = RunningSumTask()
+    config = TrainConfig(credit="oracle", prompts_per_step=4, steps=1, eval_size=4, max_new_tokens=task.max_new_tokens)
+    trained = copy.deepcopy(model)
+    result = train(trained, tokenizer, task, config, progress=False)
+    assert result["samples"] == 4 and math.isfinite(result["history"][-1]["loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(trained.parameters(), model.parameters()))
