@@ -21,6 +21,9 @@ each returning a ``[B, T]`` tensor that is 0 on padding:
 * :func:`mc_values` (VinePPO): :math:`V(s_{t+1}) - V(s_t)` from sampled continuations, the ground truth;
 * :func:`oracle_credit`: the step verifier's marks, where a task can check every step.
 
+:func:`credit_correlation`, :func:`blame_localisation` and :func:`split_half_reliability` score a
+credit against the Monte Carlo truth and the step verifier.
+
 Only the critic's credit changes along an answer; every other method hands all tokens of an
 answer the same number (outcome-only credit). :func:`dpo_token_rewards` gives DPO's implicit
 per-token reward :math:`\beta(\log\pi - \log\pi_\text{ref})`, whose sum over an answer is the
@@ -34,6 +37,7 @@ The result is on ``mask``'s device.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional
 
 import torch
@@ -64,6 +68,9 @@ __all__ = [
     "MCValues",
     "mc_values",
     "oracle_credit",
+    "credit_correlation",
+    "blame_localisation",
+    "split_half_reliability",
 ]
 
 #: TRL's ``scale_rewards`` names and the :func:`rlcore.group_advantages` scale each one means.
@@ -506,3 +513,70 @@ def oracle_credit(rollout, problems, tokenizer) -> torch.Tensor:
         out[b, :wrong] = 1.0
         out[b, wrong] = -1.0
     return out
+
+
+# ---------------------------------------------------------------- scoring credit against the truth
+
+def credit_correlation(credit: torch.Tensor, truth: torch.Tensor, mask) -> float:
+    r"""Pearson's correlation between a method's per-token credit and the ground truth (e.g. the
+    Monte Carlo advantages of :func:`mc_values`), pooled over the real tokens of every answer.
+    NaN when either side does not vary (outcome credit on answers that all got the same mark).
+
+    Args:
+      credit, truth: ``[B, T]``.
+      mask: ``[B, T]`` bool, True on real tokens.
+    """
+    credit = float_tensor(credit, "credit", ndim=2)
+    truth = float_tensor(truth, "truth", ndim=2)
+    check_same_shape(truth, "truth", credit, "credit")
+    m = flag_tensor(mask, "mask", credit.shape)
+    x, y = credit[m].double(), truth[m].double()
+    x, y = x - x.mean(), y - y.mean()
+    denominator = (x.square().sum() * y.square().sum()).sqrt()
+    return float("nan") if denominator == 0 else float((x * y).sum() / denominator)
+
+
+def blame_localisation(credit: torch.Tensor, first_wrong: torch.Tensor, mask) -> tuple[float, float]:
+    r"""Among answers with a wrong step, how often a method's most negative token is the first wrong
+    one, and how often a token drawn at random would be.
+
+    Ties count fractionally: an answer whose lowest credit is shared by ``n`` tokens, the first wrong
+    one among them, scores ``1/n`` (the chance that breaking the tie at random finds it). So outcome-only
+    credit, the same on every token, scores exactly the chance rate.
+
+    Args:
+      credit: ``[B, T]`` per-token credit.
+      first_wrong: ``[B]`` long, the index of each answer's first wrong token (from the step verifier),
+        ``-1`` for answers without one (they are left out).
+      mask: ``[B, T]`` bool, True on real tokens.
+
+    Returns:
+      ``(hit_rate, chance_rate)``, each the mean over the answers with a wrong step (NaN if there are none).
+    """
+    credit = float_tensor(credit, "credit", ndim=2)
+    m = flag_tensor(mask, "mask", credit.shape)
+    if not isinstance(first_wrong, torch.Tensor) or first_wrong.shape != (credit.shape[0],):
+        raise ValueError(f"first_wrong must be a [B] tensor with B={credit.shape[0]}, "
+                         f"got {getattr(first_wrong, 'shape', type(first_wrong).__name__)}")
+    lengths = m.sum(1)
+    rows = (first_wrong >= 0).nonzero().flatten().tolist()
+    if any(int(first_wrong[b]) >= int(lengths[b]) for b in rows):
+        raise ValueError("first_wrong must point at a real token of its answer")
+    hits, chance = [], []
+    for b in rows:
+        row = credit[b, : int(lengths[b])]
+        lowest = row == row.min()
+        hits.append(float(lowest[int(first_wrong[b])]) / float(lowest.sum()))
+        chance.append(1.0 / float(lengths[b]))
+    if not rows:
+        return float("nan"), float("nan")
+    return sum(hits) / len(hits), sum(chance) / len(chance)
+
+
+def split_half_reliability(first: MCValues, second: MCValues, mask) -> float:
+    r"""How reliable Monte Carlo advantages from ``k`` continuations are: the correlation ``r`` of the
+    advantages estimated from two independent halves (``k/2`` continuations each), stepped up to the
+    full ``k`` by the Spearman-Brown formula :math:`2r / (1 + r)`. The ceiling on any method's
+    correlation with the Monte Carlo truth."""
+    r = credit_correlation(first.advantages, second.advantages, mask)
+    return float("nan") if math.isnan(r) else 2 * r / (1 + r)

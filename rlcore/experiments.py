@@ -1,6 +1,6 @@
 """Every training run the book shows, from the shell.
 
-    python -m rlcore.experiments sft        [--seed N] [--steps N] [--device cpu|cuda] [--out DIR]
+    python -m rlcore.experiments sft        [--task addition|running_sum] [--seed N] [--steps N] [--device cpu|cuda] [--out DIR]
     python -m rlcore.experiments reinforce  [--seed N] [--steps N] [--device cpu|cuda]
     python -m rlcore.experiments ppo        [--seed N] [--steps N] [--device cpu|cuda]
     python -m rlcore.experiments grpo       [--seed N | --seeds 0 1 2] [--steps N] [--device cpu|cuda]
@@ -29,29 +29,33 @@ import torch
 
 from .compare import main_compare
 from .evaluation import accuracy
-from .policy import FIFTH_GRADER_DIR, TOKENIZER_DIR, save_policy, save_tokenizer
+from .policy import FIFTH_GRADER_DIR, RUNNING_SUM_GRADER_DIR, TOKENIZER_DIR, save_policy, save_tokenizer
 from .reproducibility import book_seed
 from .runs import run_dpo, run_grpo, run_ppo, run_reinforce
-from .settings import make_task
+from .settings import POLICY_SETTINGS, SFT_SETTINGS, TASKS, make_task
 from .sft import SFTConfig, train_sft
 
 __all__ = ["run_sft", "main"]
 
 
-def run_sft(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu",
-            out: Optional[Path] = FIFTH_GRADER_DIR, progress: bool = True) -> dict:
-    """Train the fifth grader from scratch and (by default) save it into the package."""
-    task = make_task()
-    config = SFTConfig(seed=seed) if steps is None else SFTConfig(seed=seed, steps=steps)
-    result = train_sft(task, config, device=device, progress=progress)
+def run_sft(*, seed: int = 0, steps: Optional[int] = None, device: str = "cpu", task: str = "addition",
+            out: Optional[Path] = None, progress: bool = True) -> dict:
+    """Train a task's fifth grader from scratch and save it (by default into the package:
+    :data:`~rlcore.policy.FIFTH_GRADER_DIR` for addition, :data:`~rlcore.policy.RUNNING_SUM_GRADER_DIR`
+    for running sums). Settings: :data:`rlcore.settings.SFT_SETTINGS` and ``POLICY_SETTINGS``."""
+    problems = make_task(task)
+    out = out if out is not None else {"addition": FIFTH_GRADER_DIR, "running_sum": RUNNING_SUM_GRADER_DIR}[task]
+    config = SFTConfig(seed=seed, **{**SFT_SETTINGS[task], **({} if steps is None else {"steps": steps})})
+    result = train_sft(problems, config, policy=POLICY_SETTINGS[task], device=device, progress=progress)
     model, tokenizer = result["model"], result["tokenizer"]
-    acc = accuracy(model, tokenizer, task.heldout)
+    acc = accuracy(model, tokenizer, problems.heldout, max_new_tokens=problems.max_new_tokens)
     if out is not None:
         save_policy(model.to("cpu"), tokenizer, out)
         if Path(out) == FIFTH_GRADER_DIR:
             save_tokenizer(tokenizer, TOKENIZER_DIR)
     return {
         "experiment": "sft",
+        "task": task,
         "seed": seed,
         "accuracy_before": result["history"][0][1] if result["history"] else 0.0,
         "accuracy_after": acc,
@@ -87,6 +91,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds: mean and spread")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the book's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--task", choices=TASKS, default="addition",
+                        help="sft: which task's fifth grader to build (default: addition)")
     parser.add_argument("--out", type=Path, default=None,
                         help="sft, compare: where to save (default: inside the package)")
     parser.add_argument("--threads", type=int, default=None,
@@ -114,8 +120,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         torch.set_num_threads(1)
     start = time.perf_counter()
     if args.name == "sft":
-        result = run_sft(seed=args.seed, steps=args.steps, device=args.device,
-                         out=args.out or FIFTH_GRADER_DIR)
+        result = run_sft(seed=args.seed, steps=args.steps, device=args.device, task=args.task, out=args.out)
     else:
         runner = {"reinforce": run_reinforce, "ppo": run_ppo, "grpo": run_grpo, "dpo": run_dpo}[args.name]
         options = {"online": args.online} if args.name == "dpo" else {}

@@ -28,6 +28,7 @@ __all__ = [
     "ASSETS",
     "TOKENIZER_DIR",
     "FIFTH_GRADER_DIR",
+    "RUNNING_SUM_GRADER_DIR",
     "CHARACTERS",
     "PolicyConfig",
     "build_tokenizer",
@@ -45,6 +46,8 @@ __all__ = [
 ASSETS = Path(__file__).resolve().parent / "assets"
 TOKENIZER_DIR = ASSETS / "tokenizer"
 FIFTH_GRADER_DIR = ASSETS / "fifth_grader"
+#: The running-sum task's fifth grader (:class:`rlcore.tasks.RunningSumTask`), longer answers, 64 positions.
+RUNNING_SUM_GRADER_DIR = ASSETS / "running_sum_grader"
 HUB_MODEL_ENV = "RLCORE_HUB_MODEL"
 
 # The alphabet: digits and the few symbols the task writes. Special tokens come first.

@@ -9,18 +9,32 @@ from __future__ import annotations
 from dataclasses import replace
 
 from . import presets
-from .tasks import AdditionTask
+from .policy import PolicyConfig
+from .tasks import AdditionTask, RunningSumTask, Task
 
-__all__ = ["DEFAULT_TASK", "make_task", "CHAPTER1_REINFORCE", "CHAPTER7_PPO", "CHAPTER8_GRPO", "CHAPTER9_DPO",
+__all__ = ["DEFAULT_TASK", "RUNNING_SUM_TASK", "SFT_SETTINGS", "POLICY_SETTINGS", "TASKS", "make_task", "CHAPTER1_REINFORCE", "CHAPTER7_PPO", "CHAPTER8_GRPO", "CHAPTER9_DPO",
            "HEAD_TO_HEAD_UPDATE", "HEAD_TO_HEAD"]
 
 #: The book's task, 3-digit addition with 500 fixed held-out problems.
 DEFAULT_TASK = dict(digits=3, heldout_size=500, heldout_seed=1234)
+#: The task where credit is hard: running sums of six 2-digit numbers, 27 tokens of checkable work.
+RUNNING_SUM_TASK = dict(terms=6, digits=2, heldout_size=500, heldout_seed=4321)
+#: The supervised start of each task's fifth grader: stop when held-out accuracy enters the band.
+SFT_SETTINGS = {"addition": dict(stop_low=0.30, stop_high=0.45),
+                "running_sum": dict(stop_low=0.15, stop_high=0.30, steps=8000, close_to=0.05)}
+#: Each task's policy size (the running sums' answers need more positions).
+POLICY_SETTINGS = {"addition": PolicyConfig(), "running_sum": PolicyConfig(max_position_embeddings=64)}
+TASKS = ("addition", "running_sum")
 
 
-def make_task() -> AdditionTask:
-    """The book's task (:data:`DEFAULT_TASK`)."""
-    return AdditionTask(**DEFAULT_TASK)
+def make_task(name: str = "addition") -> Task:
+    """The book's task: ``"addition"`` (:data:`DEFAULT_TASK`, the story's) or ``"running_sum"``
+    (:data:`RUNNING_SUM_TASK`, where credit is hard)."""
+    if name == "addition":
+        return AdditionTask(**DEFAULT_TASK)
+    if name == "running_sum":
+        return RunningSumTask(**RUNNING_SUM_TASK)
+    raise ValueError(f"name must be one of {list(TASKS)}, got {name!r}")
 
 
 #: Chapter 1's run, the story's update (+1 for right and -1 for wrong, one answer per problem,

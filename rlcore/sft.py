@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from tqdm import tqdm
 
 from .evaluation import accuracy
-from .policy import build_model, build_tokenizer
+from .policy import PolicyConfig, build_model, build_tokenizer
 from .tasks import Problem, Task
 
 __all__ = ["SFTConfig", "sft_batch", "train_sft"]
@@ -54,14 +55,14 @@ def sft_batch(tokenizer, problems: list[Problem]) -> tuple[torch.Tensor, torch.T
 
 
 def train_sft(task: Task, config: SFTConfig = SFTConfig(), *, model=None, tokenizer=None,
-              device: str = "cpu", progress: bool = True) -> dict:
+              policy: Optional[PolicyConfig] = None, device: str = "cpu", progress: bool = True) -> dict:
     """Train from scratch (or continue ``model``) until held-out accuracy enters the band.
 
     Returns a dict with the trained ``model``, ``tokenizer`` and the ``history`` of
     ``(step, accuracy)`` evaluations.
     """
     tokenizer = tokenizer or build_tokenizer()
-    model = (model or build_model(tokenizer, seed=config.seed)).to(device)
+    model = (model or build_model(tokenizer, policy, seed=config.seed)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     batches = task.stream(config.batch_size, seed=config.seed)
     heldout = task.heldout[: config.eval_size]

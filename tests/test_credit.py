@@ -344,3 +344,47 @@ def test_oracle_credit_blames_the_first_wrong_step_only():
     assert torch.all(c[~ro.response_mask] == 0)
     with pytest.raises(ValueError, match="first_error"):
         credit.oracle_credit(ro, [object()] * 3, tokenizer)
+
+
+# ---------------------------------------------------------------- scoring credit
+
+def test_credit_correlation_hand_computed_and_padding_ignored():
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    truth = torch.tensor([[1.0, 2.0, 99.0], [3.0, 4.0, 5.0]])
+    assert credit.credit_correlation(2 * truth + 1, truth, mask) == pytest.approx(1.0)
+    assert credit.credit_correlation(-truth, truth, mask) == pytest.approx(-1.0)
+    flat = torch.where(mask, torch.ones(()), torch.full((), -7.0))
+    assert math.isnan(credit.credit_correlation(flat, truth, mask))  # outcome credit that does not vary
+    x = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # pooled over the five real tokens
+    xs, ys = x[mask].tolist(), truth[mask].tolist()
+    mx, my = sum(xs) / 5, sum(ys) / 5
+    r = sum((a - mx) * (b - my) for a, b in zip(xs, ys)) / math.sqrt(sum((a - mx) ** 2 for a in xs) *
+                                                                        sum((b - my) ** 2 for b in ys))
+    assert credit.credit_correlation(x, truth, mask) == pytest.approx(r)
+
+
+def test_blame_localisation_counts_ties_fractionally():
+    mask = torch.tensor([[True, True, True, True], [True, True, False, False], [True, True, True, False]])
+    c = torch.tensor([[0.5, -1.0, 0.2, 0.0],  # lowest at 1, the first wrong token: a hit
+                      [-1.0, -1.0, 0.0, 0.0],  # a tie of two, one of them right: half a hit
+                      [0.0, 0.0, 0.0, 0.0]])  # right answer: left out
+    first_wrong = torch.tensor([1, 0, -1])
+    hit, chance = credit.blame_localisation(c, first_wrong, mask)
+    assert hit == pytest.approx((1 + 0.5) / 2) and chance == pytest.approx((1 / 4 + 1 / 2) / 2)
+    constant = torch.where(mask, -torch.ones(()), torch.zeros(()))
+    assert credit.blame_localisation(constant, first_wrong, mask) == pytest.approx((chance, chance))
+    with pytest.raises(ValueError, match="first_wrong"):
+        credit.blame_localisation(c, torch.tensor([1, 2, -1]), mask)  # answer 1 has only 2 real tokens
+    with pytest.raises(ValueError, match="first_wrong"):
+        credit.blame_localisation(c, torch.tensor([1, 0]), mask)  # one index per answer
+
+
+def test_split_half_reliability_is_one_for_identical_halves_and_spearman_brown():
+    adv = torch.tensor([[0.1, -0.2, 0.3], [0.0, 0.5, -0.1]])
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    half = credit.MCValues(torch.zeros(2, 4), torch.zeros(2, 4), adv, torch.zeros(2, 3))
+    assert credit.split_half_reliability(half, half, mask) == pytest.approx(1.0)
+    other = credit.MCValues(torch.zeros(2, 4), torch.zeros(2, 4), adv + torch.tensor([[0.3, 0.0, -0.2], [0.1, -0.3, 0.2]]),
+                            torch.zeros(2, 3))
+    r = credit.credit_correlation(adv, other.advantages, mask)
+    assert credit.split_half_reliability(half, other, mask) == pytest.approx(2 * r / (1 + r))
