@@ -372,14 +372,14 @@ class MCValues(NamedTuple):
     """What :func:`mc_values` returns; ``L_b`` is answer ``b``'s number of real tokens."""
 
     values: torch.Tensor
-    """``[B, T + 1]``: the estimate of ``V(s_t)`` for ``t = 0 … L_b`` (``s_t``: the prompt and the first
-    ``t`` tokens), the answer's own mark at ``t = L_b``; 0 beyond."""
+    """The estimates of ``V(s_t)`` for ``t = 0 … L_b``, ``[B, T + 1]`` (``s_t`` is the prompt and the
+    first ``t`` tokens); the answer's own mark at ``t = L_b``, and 0 beyond."""
     values_stderr: torch.Tensor
-    """``[B, T + 1]``: the standard error of each estimate (0 at ``t = L_b``, where the mark is known)."""
+    """The standard error of each estimate, ``[B, T + 1]`` (0 at ``t = L_b``, where the mark is known)."""
     advantages: torch.Tensor
-    """``[B, T]``: ``A_t = V(s_{t+1}) − V(s_t)`` for every real token, 0 on padding."""
+    """The advantages ``A_t = V(s_{t+1}) − V(s_t)`` of every real token, ``[B, T]``, 0 on padding."""
     advantages_stderr: torch.Tensor
-    """``[B, T]``: the standard error of each advantage (the two values' errors, independent)."""
+    """The standard error of each advantage, ``[B, T]`` (the two values' errors, independent)."""
 
 
 @torch.no_grad()

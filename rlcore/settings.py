@@ -17,9 +17,9 @@ __all__ = ["DEFAULT_TASK", "RUNNING_SUM_TASK", "SFT_SETTINGS", "POLICY_SETTINGS"
 
 #: The book's task, 3-digit addition with 500 fixed held-out problems.
 DEFAULT_TASK = dict(digits=3, heldout_size=500, heldout_seed=1234)
-#: The task where credit is hard: running sums of six 2-digit numbers, 27 tokens of checkable work.
+#: The task where credit is hard, running sums of six 2-digit numbers with 27 tokens of checkable work.
 RUNNING_SUM_TASK = dict(terms=6, digits=2, heldout_size=500, heldout_seed=4321)
-#: The supervised start of each task's fifth grader: stop when held-out accuracy enters the band.
+#: The supervised start of each task's fifth grader, which stops when held-out accuracy enters the band.
 SFT_SETTINGS = {"addition": dict(stop_low=0.30, stop_high=0.45),
                 "running_sum": dict(stop_low=0.15, stop_high=0.30, steps=6000, eval_every=100, close_to=0.05)}
 #: Each task's policy size. The running sums need more positions (prompt and answer are 48 tokens)
