@@ -45,6 +45,7 @@ __all__ = [
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TOKENIZER_DIR = ASSETS / "tokenizer"
+#: The addition task's fifth grader, shipped inside the package (safetensors).
 FIFTH_GRADER_DIR = ASSETS / "fifth_grader"
 #: The running-sum task's fifth grader (:class:`rlcore.tasks.RunningSumTask`), longer answers, 64 positions.
 RUNNING_SUM_GRADER_DIR = ASSETS / "running_sum_grader"

@@ -124,9 +124,11 @@ class Task:
     :attr:`max_new_tokens` that fits a full answer."""
 
     heldout: list
+    #: The generation budget (tokens) a full answer needs, ``<eos>`` included.
     max_new_tokens: int = 12
 
     def sample(self, n: int, rng: random.Random) -> list:  # pragma: no cover - abstract
+        """``n`` training problems drawn with ``rng``, none of them in the held-out set."""
         raise NotImplementedError
 
     def stream(self, batch_size: int, seed: int) -> Iterable[list]:
@@ -230,7 +232,7 @@ class RunningSumProblem:
 class RunningSumTask(Task):
     """Running sums of ``terms`` numbers of ``digits`` digits, with a fixed held-out set.
 
-    The same interface as :class:`AdditionTask` (``heldout``, :meth:`sample`, :meth:`stream`), so
+    The same interface as :class:`AdditionTask` (``heldout``, :meth:`sample`, :meth:`Task.stream`), so
     every training loop and evaluation runs on it unchanged; answers need ``max_new_tokens`` of at
     least ``len(problem.target) + 1`` (the ``<eos>``): :attr:`max_new_tokens`.
     """
@@ -252,7 +254,7 @@ class RunningSumTask(Task):
 
     @property
     def max_new_tokens(self) -> int:
-        """The generation budget a full answer needs: the target's length plus ``<eos>``, plus one."""
+        """The generation budget a full answer needs, the target's length plus ``<eos>``, plus one."""
         return len(self.heldout[0].target) + 2
 
     def sample(self, n: int, rng: random.Random) -> list[RunningSumProblem]:
