@@ -13,23 +13,30 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional
 
-from .policy import load_policy
+from .policy import FIFTH_GRADER_DIR, RUNNING_SUM_GRADER_DIR, load_policy
 from .reproducibility import book_seed
 from .settings import CHAPTER1_REINFORCE, CHAPTER7_PPO, CHAPTER8_GRPO, CHAPTER9_DPO, make_task
 from .train import TrainConfig, train
 
-__all__ = ["run", "run_reinforce", "run_ppo", "run_grpo", "run_dpo"]
+__all__ = ["GRADER_DIRS", "run", "run_reinforce", "run_ppo", "run_grpo", "run_dpo"]
+
+#: Each task's shipped fifth grader.
+GRADER_DIRS = {"addition": FIFTH_GRADER_DIR, "running_sum": RUNNING_SUM_GRADER_DIR}
 
 
 def run(name: str, config: TrainConfig, *, seed: Optional[int] = None, steps: Optional[int] = None,
         device: str = "cpu", progress: bool = True, time_guard: Optional[float] = None,
-        stop_at_accuracy: Optional[float] = None) -> dict:
-    """Train a fresh fifth grader with ``config`` (its ``seed`` and ``steps`` replaced when given)."""
-    task = make_task()
-    model, tokenizer = load_policy(device=device)
+        stop_at_accuracy: Optional[float] = None, task: str = "addition") -> dict:
+    """Train a fresh fifth grader of ``task`` (``"addition"``, or ``"running_sum"`` with its own
+    grader, :data:`~rlcore.policy.RUNNING_SUM_GRADER_DIR`) with ``config``: its ``seed`` and ``steps``
+    replaced when given, and for the running sums its ``max_new_tokens`` set to the task's budget."""
+    problems = make_task(task)
+    model, tokenizer = load_policy(GRADER_DIRS[task], device=device)
     seed = book_seed() if seed is None else seed
     config = replace(config, seed=seed, **({} if steps is None else {"steps": steps}))
-    result = train(model, tokenizer, task, config, progress=progress, time_guard=time_guard,
+    if task != "addition":
+        config = replace(config, max_new_tokens=problems.max_new_tokens)
+    result = train(model, tokenizer, problems, config, progress=progress, time_guard=time_guard,
                    stop_at_accuracy=stop_at_accuracy)
     evals = [h for h in result["history"] if "accuracy" in h]
     return {

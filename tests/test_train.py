@@ -339,3 +339,13 @@ def test_the_step_verifiers_credit_trains_on_the_running_sum_task(fifth_grader):
     result = train(trained, tokenizer, task, config, progress=False)
     assert result["samples"] == 4 and math.isfinite(result["history"][-1]["loss"])
     assert any(not torch.equal(a, b) for a, b in zip(trained.parameters(), model.parameters()))
+
+
+def test_a_run_on_the_running_sum_task_uses_its_grader_and_budget():
+    from rlcore.runs import run
+
+    out = run("reinforce", presets.reinforce("batch", prompts_per_step=4, eval_size=50), seed=0, steps=1,
+              task="running_sum", progress=False)
+    assert out["history"][-1]["response_length"] > 20  # 27-token answers fit: the task's budget, not 12
+    assert out["model"].config.max_position_embeddings == 64  # the running sums' own grader
+    assert 0.0 < out["accuracy_before"] < 0.5
