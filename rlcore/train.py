@@ -43,7 +43,7 @@ from .pairs import PreferencePairs, pair_logprobs, sample_pairs, sequence_kl
 from .policy import ValueModel, frozen_copy, model_device
 from .reproducibility import step_seed
 from .rollout import Rollout, generate, response_logits, response_logprobs
-from .tasks import AdditionTask, is_right, verify_batch
+from .tasks import Task, is_right, verify_batch
 from .tokens import token_logprobs
 
 __all__ = ["TrainConfig", "train", "update", "sample_and_grade", "PairPool", "check_config"]
@@ -186,7 +186,7 @@ class PairPool:
     sampled once from the starting policy (offline), and served ``pairs_per_step`` at a time in
     shuffled passes."""
 
-    def __init__(self, tokenizer, task: AdditionTask, reference, config: TrainConfig):
+    def __init__(self, tokenizer, task: Task, reference, config: TrainConfig):
         self.tokenizer, self.reference, self.config = tokenizer, reference, config
         self.problems = task.stream(config.prompts_per_step, seed=config.seed)
         self.shuffle = torch.Generator().manual_seed(config.seed)
@@ -327,7 +327,7 @@ def _dpo_objective(model, pairs: PreferencePairs, config: TrainConfig) -> Callab
     return objective
 
 
-def train(model, tokenizer, task: AdditionTask, config: TrainConfig = TrainConfig(), *,
+def train(model, tokenizer, task: Task, config: TrainConfig = TrainConfig(), *,
           critic: Optional[ValueModel] = None, progress: bool = True, time_guard: Optional[float] = None,
           stop_at_accuracy: Optional[float] = None) -> dict:
     """Train ``model`` in place with the method ``config`` describes; return what happened.
@@ -415,7 +415,9 @@ def train(model, tokenizer, task: AdditionTask, config: TrainConfig = TrainConfi
                                                  seed=step_seed(config.seed, step))
             mask = ro.response_mask
             with torch.no_grad():
-                old_logp = response_logprobs(model, ro) if config.clip_eps is not None or critic else None
+                # the sampling policy's log-probs: for the clip's ratio, the critic's KL reward, the KL log
+                needs_old = config.clip_eps is not None or critic is not None or reference is not None
+                old_logp = response_logprobs(model, ro) if needs_old else None
                 ref_logp = response_logprobs(reference, ro) if reference is not None else None
                 # 3. credit: one number for every token
                 if critic is not None:
@@ -456,10 +458,8 @@ def train(model, tokenizer, task: AdditionTask, config: TrainConfig = TrainConfi
                 grouped = marks.view(-1, config.group_size)
                 entry["zero_signal"] = (grouped.max(1).values == grouped.min(1).values).float().mean().item()
                 entry["all_right"] = is_right(grouped).all(1).float().mean().item()
-            if ref_logp is not None:
-                entry["kl_ref"] = masked_mean(kl_estimate(old_logp if old_logp is not None else
-                                                          response_logprobs(model, ro).detach(), ref_logp,
-                                                          kind="k3"), mask).item()
+            if ref_logp is not None:  # KL to the reference of the policy that sampled, before the update
+                entry["kl_ref"] = masked_mean(kl_estimate(old_logp, ref_logp, kind="k3"), mask).item()
             if critic is not None:
                 entry["explained_variance"] = explained_variance(old_values, returns, mask)
             entry.update(stats)

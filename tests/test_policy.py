@@ -175,9 +175,9 @@ def test_tokenizer_files_name_a_class_every_transformers_knows(tmp_path):
     on every load; the shipped files and save_tokenizer name PreTrainedTokenizerFast instead."""
     import json
 
-    from rlcore.policy import FIFTH_GRADER_DIR, TOKENIZER_DIR, load_tokenizer, save_tokenizer
+    from rlcore.policy import FIFTH_GRADER_DIR, RUNNING_SUM_GRADER_DIR, TOKENIZER_DIR, load_tokenizer, save_tokenizer
 
-    for folder in (TOKENIZER_DIR, FIFTH_GRADER_DIR):
+    for folder in (TOKENIZER_DIR, FIFTH_GRADER_DIR, RUNNING_SUM_GRADER_DIR):
         config = json.loads((folder / "tokenizer_config.json").read_text())
         assert config["tokenizer_class"] == "PreTrainedTokenizerFast", folder
     tok = load_tokenizer()

@@ -46,3 +46,13 @@ def test_check_rejects_bad_input():
         check("x", 1.0)
     with pytest.raises(ValueError, match="finite"):
         check("x", float("nan"), above=0.0)
+
+
+def test_step_seed_is_distinct_per_step_and_rejects_bad_input():
+    from rlcore.reproducibility import step_seed
+
+    assert step_seed(0, 1) == 1 and step_seed(2, 5) == 2 * 1_000_003 + 5
+    assert len({step_seed(s, t) for s in range(3) for t in range(1, 1000)}) == 3 * 999
+    for seed, step in ((-1, 1), (0, -1), (1.5, 1), (True, 1)):
+        with pytest.raises(ValueError, match="seed|step"):
+            step_seed(seed, step)

@@ -349,3 +349,12 @@ def test_a_run_on_the_running_sum_task_uses_its_grader_and_budget():
     assert out["history"][-1]["response_length"] > 20  # 27-token answers fit: the task's budget, not 12
     assert out["model"].config.max_position_embeddings == 64  # the running sums' own grader
     assert 0.0 < out["accuracy_before"] < 0.5
+
+
+def test_kl_to_the_reference_is_measured_on_the_sampling_policy(fifth_grader, task):
+    """REINFORCE with a KL term (no clip, no critic): kl_ref is logged from the policy that sampled,
+    so at the first step, where that policy is the reference, it is exactly 0."""
+    model, tokenizer = fifth_grader
+    result = train(copy.deepcopy(model), tokenizer, task, presets.reinforce("batch", prompts_per_step=4, beta=0.1,
+                                                                            steps=1, eval_size=4), progress=False)
+    assert result["history"][-1]["kl_ref"] == 0.0
