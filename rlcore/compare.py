@@ -48,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -63,6 +63,8 @@ from . import runs as _runs
 
 __all__ = [
     "METHODS",
+    "SUITES",
+    "Suite",
     "DEFAULT_BUDGET",
     "DEFAULT_SEEDS",
     "DEFAULT_KERNELS",
@@ -100,8 +102,41 @@ RESULTS_PATH = ASSETS / "results" / "compare.json"
 KL_SEED = 10_007
 
 
-def method_configs(budget: int = DEFAULT_BUDGET, *, eval_samples: int = DEFAULT_EVAL_SAMPLES) -> dict:
-    """Each contestant's configuration for a budget of ``budget`` sampled answers.
+@dataclass(frozen=True)
+class Suite:
+    """One comparison: its task, where its contestants live in :mod:`rlcore.settings` (read when it
+    runs), its defaults and its results file."""
+
+    task: str
+    contestants: str
+    budget: int
+    seeds: tuple
+    kernels: tuple
+    eval_samples: int
+    thresholds: tuple
+    path: Path
+    command: str
+
+    def configs(self) -> dict:
+        """The contestants' configurations, as :mod:`rlcore.settings` holds them now."""
+        return getattr(_settings, self.contestants)
+
+
+#: The comparisons: chapter 10's head-to-head on addition (``compare``) and chapter 11's credit
+#: race on the running sums (``credit``: 5 seeds, native kernels, 12,800 answers, Monte Carlo
+#: continuations counted as answers).
+SUITES = {
+    "head_to_head": Suite("addition", "HEAD_TO_HEAD", DEFAULT_BUDGET, DEFAULT_SEEDS, DEFAULT_KERNELS,
+                          DEFAULT_EVAL_SAMPLES, THRESHOLDS, RESULTS_PATH, "compare"),
+    "credit": Suite("running_sum", "CREDIT_RACE", 12_800, DEFAULT_SEEDS, ("native",), 1_280, (0.4, 0.5),
+                    ASSETS / "results" / "credit_race.json", "credit"),
+}
+
+
+def method_configs(budget: Optional[int] = None, *, eval_samples: Optional[int] = None,
+                   suite: str = "head_to_head") -> dict:
+    """Each contestant of ``suite`` (:data:`SUITES`) and its configuration for a budget of ``budget``
+    sampled answers (default: the suite's).
 
     Returns:
       A dict from each name of :data:`METHODS` (in that order) to a dict with ``config`` (its
@@ -109,17 +144,27 @@ def method_configs(budget: int = DEFAULT_BUDGET, *, eval_samples: int = DEFAULT_
       the budget divided by ``answers_per_step``, rounded down (for DPO, whose steps may sample
       more than one round, a ceiling on the steps the budget allows), and ``eval_every`` is the
       whole number of steps closest to ``eval_samples`` answers. :data:`rlcore.settings.HEAD_TO_HEAD`
-      is read now, not at import.
+      (or the suite's contestants) is read now, not at import. A method with Monte Carlo credit
+      samples continuations too: its ``steps`` is only a ceiling, and the run stops on the budget.
     """
+    spec = _suite(suite)
+    budget = spec.budget if budget is None else budget
+    eval_samples = spec.eval_samples if eval_samples is None else eval_samples
     if budget < 1 or eval_samples < 1:
         raise ValueError(f"budget and eval_samples must be >= 1, got {budget} and {eval_samples}")
     out = {}
-    for name, config in _settings.HEAD_TO_HEAD.items():
+    for name, config in spec.configs().items():
         per_step = config.answers_per_step
         steps = max(1, budget // per_step)
         eval_every = max(1, round(eval_samples / per_step))
         out[name] = {"config": replace(config, steps=steps, eval_every=eval_every), "answers_per_step": per_step}
     return out
+
+
+def _suite(name: str) -> Suite:
+    if name not in SUITES:
+        raise ValueError(f"suite must be one of {list(SUITES)}, got {name!r}")
+    return SUITES[name]
 
 
 @torch.no_grad()
@@ -160,18 +205,20 @@ def time_to(curve: Sequence[dict], threshold: float) -> Optional[dict]:
     return None
 
 
-def run_method(name: str, *, seed: int = 0, budget: int = DEFAULT_BUDGET,
-               eval_samples: int = DEFAULT_EVAL_SAMPLES, steps: Optional[int] = None,
+def run_method(name: str, *, seed: int = 0, budget: Optional[int] = None,
+               eval_samples: Optional[int] = None, steps: Optional[int] = None,
                device: str = "cpu", progress: bool = True, final_measures: bool = True,
-               thresholds: Sequence[float] = THRESHOLDS) -> dict:
-    """Train one method from the shipped fifth grader and return its record (JSON-ready).
+               thresholds: Optional[Sequence[float]] = None, suite: str = "head_to_head") -> dict:
+    """Train one method from its task's shipped fifth grader and return its record (JSON-ready).
 
     Args:
-      name: one of :data:`METHODS`.
+      name: one of :data:`METHODS` (or of the ``suite``'s contestants).
       seed, budget, eval_samples: as in :func:`method_configs`.
       steps: run only this many steps: a cheap prefix of the full run, identical to its first
         ``steps`` steps (except for ``dpo_offline``, whose pool of pairs grows with the steps).
       final_measures: also measure :func:`policy_kl` on the final policy (500 held-out prompts).
+      thresholds: accuracies whose first crossing is recorded (default: the suite's).
+      suite: which comparison (:data:`SUITES`).
 
     Returns:
       ``method``, ``seed``, ``config`` (the dataclass as a dict), ``curve`` (one
@@ -181,14 +228,22 @@ def run_method(name: str, *, seed: int = 0, budget: int = DEFAULT_BUDGET,
       sampled), for offline DPO ``pool_samples``, and with ``final_measures`` ``kl``,
       ``kl_per_answer`` and ``response_length``.
     """
-    specs = method_configs(budget, eval_samples=eval_samples)
+    suite_spec = _suite(suite)
+    budget = suite_spec.budget if budget is None else budget
+    thresholds = suite_spec.thresholds if thresholds is None else thresholds
+    specs = method_configs(budget, eval_samples=eval_samples, suite=suite)
     if name not in specs:
         raise ValueError(f"name must be one of {list(specs)}, got {name!r}")
     spec = specs[name]
     config = spec["config"]
     if steps is not None:
         config = replace(config, steps=steps)
-    result = _runs.run(name, config, seed=seed, device=device, progress=progress)
+    task = _settings.make_task(suite_spec.task)
+    if suite_spec.task != "addition":  # as rlcore.runs.run does: the task's own budget
+        config = replace(config, max_new_tokens=task.max_new_tokens)
+    by_budget = budget if config.credit == "mc" and steps is None else None  # its steps cost more than answers
+    result = _runs.run(name, config, seed=seed, device=device, progress=progress, task=suite_spec.task,
+                       max_samples=by_budget)
     evals = [h for h in result["history"] if "accuracy" in h]
     curve = [{"step": h["step"], "samples": h["samples"], "seconds": round(h["seconds"], 3),
               "accuracy": h["accuracy"]} for h in evals]
@@ -209,8 +264,8 @@ def run_method(name: str, *, seed: int = 0, budget: int = DEFAULT_BUDGET,
     })
     if final_measures:
         model = result["model"]
-        reference, tokenizer = load_policy(device=device)
-        record.update(policy_kl(model, reference, tokenizer, _settings.make_task().heldout))
+        reference, tokenizer = load_policy(_runs.GRADER_DIRS[suite_spec.task], device=device)
+        record.update(policy_kl(model, reference, tokenizer, task.heldout, max_new_tokens=config.max_new_tokens))
     return record
 
 
@@ -281,20 +336,23 @@ def mean_curve(runs: Sequence[dict], grid: Sequence[float]):
 
 
 def command_line(*, budget: int, seeds: Sequence[int], methods: Sequence[str], eval_samples: int,
-                 out: Optional[Path] = None, kernels: Sequence[str] = DEFAULT_KERNELS) -> str:
-    """The shell command that reproduces a comparison (defaults left out)."""
-    parts = ["python -m rlcore.experiments compare"]
-    if list(seeds) != list(DEFAULT_SEEDS):
+                 out: Optional[Path] = None, kernels: Optional[Sequence[str]] = None,
+                 suite: str = "head_to_head") -> str:
+    """The shell command that reproduces a comparison (the suite's defaults left out)."""
+    spec = _suite(suite)
+    kernels = spec.kernels if kernels is None else kernels
+    parts = [f"python -m rlcore.experiments {spec.command}"]
+    if list(seeds) != list(spec.seeds):
         parts.append("--seeds " + " ".join(map(str, seeds)))
-    if list(kernels) != list(DEFAULT_KERNELS):
+    if list(kernels) != list(spec.kernels):
         parts.append("--kernels " + " ".join(kernels))
-    if budget != DEFAULT_BUDGET:
+    if budget != spec.budget:
         parts.append(f"--budget {budget}")
-    if list(methods) != list(METHODS):
+    if list(methods) != list(spec.configs()):
         parts.append("--methods " + " ".join(methods))
-    if eval_samples != DEFAULT_EVAL_SAMPLES:
+    if eval_samples != spec.eval_samples:
         parts.append(f"--eval-samples {eval_samples}")
-    if out is not None and Path(out).resolve() != RESULTS_PATH.resolve():
+    if out is not None and Path(out).resolve() != spec.path.resolve():
         parts.append(f"--out {out}")
     return " ".join(parts)
 
@@ -304,7 +362,7 @@ def command_line(*, budget: int, seeds: Sequence[int], methods: Sequence[str], e
 _STARTUP_KERNELS = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower() or "native"
 
 
-def _runs_in_subprocess(family: str, *, methods, seeds, budget, eval_samples, device) -> list[dict]:
+def _runs_in_subprocess(family: str, *, methods, seeds, budget, eval_samples, device, suite, jobs) -> list[dict]:
     """The runs of one kernel family, made by a child process with ``ATEN_CPU_CAPABILITY`` set
     (PyTorch reads it once, at start-up)."""
     env = dict(os.environ)
@@ -313,73 +371,102 @@ def _runs_in_subprocess(family: str, *, methods, seeds, budget, eval_samples, de
         env["ATEN_CPU_CAPABILITY"] = family
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "runs.json"
-        cmd = [sys.executable, "-m", "rlcore.experiments", "compare", "--kernels", family,
+        cmd = [sys.executable, "-m", "rlcore.experiments", SUITES[suite].command, "--kernels", family,
                "--seeds", *map(str, seeds), "--methods", *methods, "--budget", str(budget),
                "--eval-samples", str(eval_samples), "--device", device, "--threads", str(torch.get_num_threads()),
-               "--out", str(out)]
+               "--jobs", str(jobs), "--out", str(out)]
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
         return load_results(out)["runs"]
 
 
-def run_compare(*, methods: Sequence[str] = METHODS, seeds: Sequence[int] = DEFAULT_SEEDS,
-                budget: int = DEFAULT_BUDGET, eval_samples: int = DEFAULT_EVAL_SAMPLES, device: str = "cpu",
+def _run_in_worker(name: str, options: dict) -> dict:
+    """One run in a worker process (one torch thread, no progress bar)."""
+    torch.set_num_threads(1)
+    return run_method(name, progress=False, **options)
+
+
+def run_compare(*, methods: Optional[Sequence[str]] = None, seeds: Optional[Sequence[int]] = None,
+                budget: Optional[int] = None, eval_samples: Optional[int] = None, device: str = "cpu",
                 out: Optional[Path] = RESULTS_PATH, progress: bool = True,
-                kernels: Sequence[str] = DEFAULT_KERNELS) -> dict:
+                kernels: Optional[Sequence[str]] = None, suite: str = "head_to_head", jobs: int = 1) -> dict:
     """Run every method for every seed under every CPU kernel family, summarise, and (unless ``out``
     is None) write JSON to ``out``.
 
-    ``kernels`` names ``ATEN_CPU_CAPABILITY`` values (``"native"`` leaves the processor's choice);
-    the family this process runs under is run here, every other one by a child process.
+    Every argument left ``None`` takes the ``suite``'s default (:data:`SUITES`). ``kernels`` names
+    ``ATEN_CPU_CAPABILITY`` values (``"native"`` leaves the processor's choice); the family this
+    process runs under is run here, every other one by a child process. ``jobs`` runs that many
+    runs at once, each in its own process with one thread.
 
-    Returns the results: ``command``, ``budget``, ``seeds``, ``kernels``, ``methods`` (name →
+    Returns the results: ``suite``, ``task``, ``command``, ``budget``, ``seeds``, ``kernels``, ``methods`` (name →
     ``answers_per_step`` and ``config``), ``eval_samples``, ``thresholds``, ``versions``
     (python, torch, transformers, rlcore), ``threads``, ``date``, ``total_seconds``, ``runs``
     (the :func:`run_method` records) and ``summary`` (:func:`summarise`).
     """
+    import concurrent.futures
+    import multiprocessing
+
     import transformers
 
     from . import __version__
 
-    unknown = [m for m in methods if m not in METHODS]
+    spec = _suite(suite)
+    contestants = tuple(spec.configs())
+    methods = contestants if methods is None else tuple(methods)
+    seeds = spec.seeds if seeds is None else tuple(seeds)
+    budget = spec.budget if budget is None else budget
+    eval_samples = spec.eval_samples if eval_samples is None else eval_samples
+    kernels = spec.kernels if kernels is None else kernels
+    unknown = [m for m in methods if m not in contestants]
     if unknown or not methods:
-        raise ValueError(f"methods must be a non-empty subset of {list(METHODS)}, got {list(methods)}")
+        raise ValueError(f"methods must be a non-empty subset of {list(contestants)}, got {list(methods)}")
     if not seeds:
         raise ValueError("seeds must not be empty")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
     kernels = [k.strip().lower() for k in kernels]
     if not kernels or len(set(kernels)) != len(kernels):
         raise ValueError(f"kernels must be a non-empty list without repeats, got {list(kernels)}")
-    specs = method_configs(budget, eval_samples=eval_samples)
+    specs = method_configs(budget, eval_samples=eval_samples, suite=suite)
+    options = dict(budget=budget, eval_samples=eval_samples, device=device, suite=suite)
     start = time.perf_counter()
     runs = []
     for family in kernels:
-        if family == _STARTUP_KERNELS:
+        if family != _STARTUP_KERNELS:
+            runs += _runs_in_subprocess(family, methods=methods, seeds=seeds, budget=budget, jobs=jobs,
+                                        eval_samples=eval_samples, device=device, suite=suite)
+        elif jobs == 1:
             for name in methods:
                 for seed in seeds:
-                    runs.append(run_method(name, seed=seed, budget=budget, eval_samples=eval_samples,
-                                           device=device, progress=progress))
+                    runs.append(run_method(name, seed=seed, progress=progress, **options))
         else:
-            runs += _runs_in_subprocess(family, methods=methods, seeds=seeds, budget=budget,
-                                        eval_samples=eval_samples, device=device)
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                futures = [pool.submit(_run_in_worker, name, {"seed": seed, **options})
+                           for name in methods for seed in seeds]
+                runs += [f.result() for f in futures]
     order = {m: i for i, m in enumerate(methods)}
     runs.sort(key=lambda r: order[r["method"]])  # stable: within a method, kernel family then seed
     results = {
+        "suite": suite,
+        "task": spec.task,
         "command": command_line(budget=budget, seeds=seeds, methods=methods, eval_samples=eval_samples, out=out,
-                                kernels=kernels),
+                                kernels=kernels, suite=suite),
         "budget": budget,
         "seeds": list(seeds),
         "kernels": kernels,
         "eval_samples": eval_samples,
-        "thresholds": list(THRESHOLDS),
+        "thresholds": list(spec.thresholds),
         "methods": {name: {"answers_per_step": specs[name]["answers_per_step"],
                            "config": asdict(specs[name]["config"])} for name in methods},
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__, "rlcore": __version__},
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads() if jobs == 1 else 1,
+        "jobs": jobs,
         "device": device,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "total_seconds": round(time.perf_counter() - start, 1),
         "runs": runs,
-        "summary": summarise(runs),
+        "summary": summarise(runs, thresholds=spec.thresholds),
     }
     if out is not None:
         out = Path(out)
@@ -400,25 +487,24 @@ def _dumps(results: dict) -> str:
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
-def load_results(path: Path = RESULTS_PATH) -> dict:
-    """The results a comparison saved (by default the file shipped with the package)."""
-    return json.loads(Path(path).read_text())
+def load_results(path: Optional[Path] = None, *, suite: str = "head_to_head") -> dict:
+    """The results a comparison saved (by default the ``suite``'s file shipped with the package)."""
+    return json.loads(Path(_suite(suite).path if path is None else path).read_text())
 
 
-def main_compare(args) -> int:
-    """``python -m rlcore.experiments compare``: run, write the file, print one JSON line (the
-    summary per method, the budget, the seeds, where the file went and the total time).
-    ``args`` is the namespace that ``rlcore.experiments.main`` parsed; one torch thread unless
-    ``--threads`` says otherwise."""
+def main_compare(args, suite: str = "head_to_head") -> int:
+    """``python -m rlcore.experiments compare`` (or ``credit``, the running sums' race): run, write
+    the file, print one JSON line (the summary per method, the budget, the seeds, where the file went
+    and the total time). ``args`` is the namespace that ``rlcore.experiments.main`` parsed; one torch
+    thread unless ``--threads`` says otherwise."""
     if args.steps is not None:
-        raise SystemExit("compare: the budget (--budget, in sampled answers) sets every method's steps; "
-                         "--steps does not apply")
+        raise SystemExit(f"{SUITES[suite].command}: the budget (--budget, in sampled answers) sets every "
+                         "method's steps; --steps does not apply")
     torch.set_num_threads(args.threads or 1)
-    out = args.out or RESULTS_PATH
-    results = run_compare(methods=args.methods or METHODS, seeds=args.seeds or DEFAULT_SEEDS,
-                          budget=args.budget or DEFAULT_BUDGET, eval_samples=args.eval_samples or DEFAULT_EVAL_SAMPLES,
-                          device=args.device, out=out, kernels=args.kernels or DEFAULT_KERNELS)
-    line = {"experiment": "compare", "command": results["command"], "budget": results["budget"],
+    out = args.out or SUITES[suite].path
+    results = run_compare(methods=args.methods, seeds=args.seeds, budget=args.budget, eval_samples=args.eval_samples,
+                          device=args.device, out=out, kernels=args.kernels, suite=suite, jobs=args.jobs)
+    line = {"experiment": SUITES[suite].command, "command": results["command"], "budget": results["budget"],
             "seeds": results["seeds"], "out": str(out), "total_seconds": results["total_seconds"],
             "summary": results["summary"]}
     print(json.dumps(line))

@@ -38,7 +38,7 @@ The result is on ``mask``'s device.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 
@@ -380,11 +380,14 @@ class MCValues(NamedTuple):
     """The advantages ``A_t = V(s_{t+1}) − V(s_t)`` of every real token, ``[B, T]``, 0 on padding."""
     advantages_stderr: torch.Tensor
     """The standard error of each advantage, ``[B, T]`` (the two values' errors, independent)."""
+    continuations: int
+    """How many continuations were sampled (``k`` per state whose value was estimated)."""
 
 
 @torch.no_grad()
 def mc_values(model, tokenizer, rollout, problems, *, k: int = 16, max_new_tokens: int = 12,
-              no_answer_penalty: float = 0.1, seed: int = 0, batch_size: int = 4096) -> MCValues:
+              no_answer_penalty: float = 0.1, seed: int = 0, batch_size: int = 4096,
+              step_ends: Optional[Sequence[int]] = None) -> MCValues:
     r"""Monte Carlo values of every prefix of every answer, and the per-token advantages they give:
     the ground truth of credit.
 
@@ -398,6 +401,11 @@ def mc_values(model, tokenizer, rollout, problems, *, k: int = 16, max_new_token
 
         A_t = Q(s_t, y_t) - V(s_t) = V(s_{t+1}) - V(s_t).
 
+    With ``step_ends`` (VinePPO's step-level credit, far cheaper), values are estimated only where
+    a step starts: at ``t = 0`` and after every token in ``step_ends``. A step's tokens
+    ``t = s … e−1`` all get the step's advantage :math:`V(s_e) - V(s_s)`, and ``values`` is
+    constant within a step (the value where it starts).
+
     Args:
       model, tokenizer: the policy whose values are estimated (usually the one that sampled).
       rollout: a :class:`~rlcore.rollout.Rollout` of ``B`` answers.
@@ -407,6 +415,8 @@ def mc_values(model, tokenizer, rollout, problems, *, k: int = 16, max_new_token
       no_answer_penalty: the verifier's mark for an empty blank, as in training.
       seed: seeds the sampler.
       batch_size: continuations generated per call of ``model.generate``.
+      step_ends: token ids that end a step (e.g. the running sums' space and ``#``); ``None``: every
+        token is a step.
 
     Returns:
       :class:`MCValues` ``(values [B, T+1], values_stderr, advantages [B, T], advantages_stderr)``,
@@ -433,11 +443,23 @@ def mc_values(model, tokenizer, rollout, problems, *, k: int = 16, max_new_token
     values = torch.zeros(B, T + 1, dtype=torch.float32, device=device)
     stderr = torch.zeros(B, T + 1, dtype=torch.float32, device=device)
     values[torch.arange(B, device=device), rollout.lengths] = marks  # the terminal state: its own mark
-    states = [(b, t) for b in range(B) for t in range(lengths[b])]
+    if step_ends is None:
+        starts = [list(range(n)) for n in lengths]
+    else:
+        ends = torch.isin(rollout.response_ids, torch.as_tensor(list(step_ends), device=device))
+        starts = [[0] + [t + 1 for t in range(n - 1) if bool(ends[b, t])] for b, n in enumerate(lengths)]
+    # states in order of their prefix's length; one call of generate holds prefixes of one length, so
+    # that prompt, prefix and continuation stay within max_new_tokens of the prompt
+    states = sorted(((b, t) for b in range(B) for t in starts[b] if lengths[b] > 0), key=lambda s: (s[1], s[0]))
     torch.manual_seed(seed)
     per_call = max(1, batch_size // k)
-    for start in range(0, len(states), per_call):
-        chunk = states[start:start + per_call]
+    chunks = []  # calls of at most per_call states, each of one prefix length
+    for state in states:
+        if chunks and len(chunks[-1]) < per_call and chunks[-1][0][1] == state[1]:
+            chunks[-1].append(state)
+        else:
+            chunks.append([state])
+    for chunk in chunks:
         prefixes = [torch.cat([rollout.prompt_ids[b][rollout.prompt_mask[b]], rollout.response_ids[b, :t]])
                     for b, t in chunk]
         width = max(len(p) for p in prefixes)
@@ -468,9 +490,19 @@ def mc_values(model, tokenizer, rollout, problems, *, k: int = 16, max_new_token
         values[rows, cols] = got.mean(1)
         stderr[rows, cols] = got.std(1) / k**0.5
     mask = rollout.response_mask
-    advantages = (values[:, 1:] - values[:, :-1]) * mask
-    advantages_stderr = (stderr[:, 1:] ** 2 + stderr[:, :-1] ** 2).sqrt() * mask
-    return MCValues(values, stderr, advantages, advantages_stderr)
+    if step_ends is None:
+        advantages = (values[:, 1:] - values[:, :-1]) * mask
+        advantages_stderr = (stderr[:, 1:] ** 2 + stderr[:, :-1] ** 2).sqrt() * mask
+        return MCValues(values, stderr, advantages, advantages_stderr, k * len(states))
+    advantages = torch.zeros(B, T, dtype=torch.float32, device=device)
+    advantages_stderr = torch.zeros(B, T, dtype=torch.float32, device=device)
+    for b, n in enumerate(lengths):
+        bounds = starts[b] + [n] if n > 0 else []
+        for s, e in zip(bounds[:-1], bounds[1:]):  # the step of tokens s .. e-1
+            advantages[b, s:e] = values[b, e] - values[b, s]
+            advantages_stderr[b, s:e] = (stderr[b, e] ** 2 + stderr[b, s] ** 2).sqrt()
+            values[b, s + 1:e], stderr[b, s + 1:e] = values[b, s], stderr[b, s]
+    return MCValues(values, stderr, advantages, advantages_stderr, k * len(states))
 
 
 def oracle_credit(rollout, problems, tokenizer) -> torch.Tensor:

@@ -85,7 +85,8 @@ def _summarise(results: list[dict]) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlcore.experiments", description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", choices=["sft", "reinforce", "ppo", "grpo", "dpo", "compare"])
+    parser.add_argument("name", choices=["sft", "reinforce", "ppo", "grpo", "dpo", "compare", "credit",
+                                         "credit-accuracy"])
     parser.add_argument("--seed", type=int, default=None,
                         help="random seed (default: $RLCORE_SEED, or 0 when it is unset)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds: mean and spread")
@@ -107,6 +108,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--kernels", nargs="+", default=None,
                         help="compare: CPU kernel families, ATEN_CPU_CAPABILITY values or native "
                              "(default: native default)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="compare, credit: runs at once, each in its own one-thread process (default: 1)")
     parser.add_argument("--eval-samples", type=int, default=None,
                         help="compare: evaluate about every this many sampled answers")
     args = parser.parse_args(argv)
@@ -114,6 +117,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.seed = book_seed()
     if args.name == "compare":
         return main_compare(args)
+    if args.name == "credit":
+        return main_compare(args, suite="credit")
+    if args.name == "credit-accuracy":
+        from .credit_accuracy import main_credit_accuracy
+        return main_credit_accuracy(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     elif args.device == "cpu":

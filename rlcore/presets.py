@@ -21,7 +21,7 @@ from __future__ import annotations
 from ._checks import check_choice
 from .train import TrainConfig
 
-__all__ = ["LOSS_TYPES", "reinforce", "grpo", "ppo", "dpo"]
+__all__ = ["LOSS_TYPES", "reinforce", "vineppo", "oracle", "grpo", "ppo", "dpo"]
 
 #: TRL's GRPO ``loss_type`` names and the aggregation mode (:func:`rlcore.aggregate`) each one means.
 LOSS_TYPES = {
@@ -40,6 +40,21 @@ def reinforce(baseline: str = "sign", **options) -> TrainConfig:
     averaged over answers)."""
     check_choice(baseline, "baseline", ("sign", "raw", "batch", "rloo"))
     return TrainConfig(credit=baseline, **options)
+
+
+def vineppo(**options) -> TrainConfig:
+    """Monte Carlo credit (VinePPO, Kazemnejad et al. 2024, chapter 11): every token credited with
+    ``V(s_{t+1}) − V(s_t)``, the values estimated by ``mc_samples`` continuations sampled from the
+    current policy (with ``mc_steps=True`` only where a step of the work starts, as VinePPO does),
+    the continuations counted in the run's samples; otherwise REINFORCE's batch and update."""
+    return TrainConfig(**{"credit": "mc", **options})
+
+
+def oracle(**options) -> TrainConfig:
+    """The step checker's credit (chapter 11): ``+1`` on every token before an answer's first wrong
+    step, ``-1`` on it, 0 after (:func:`rlcore.credit.oracle_credit`); a process reward no
+    outcome-only method has, for tasks whose work can be checked token by token."""
+    return TrainConfig(**{"credit": "oracle", **options})
 
 
 def grpo(loss_type: str = "grpo", **options) -> TrainConfig:

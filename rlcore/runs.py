@@ -26,10 +26,11 @@ GRADER_DIRS = {"addition": FIFTH_GRADER_DIR, "running_sum": RUNNING_SUM_GRADER_D
 
 def run(name: str, config: TrainConfig, *, seed: Optional[int] = None, steps: Optional[int] = None,
         device: str = "cpu", progress: bool = True, time_guard: Optional[float] = None,
-        stop_at_accuracy: Optional[float] = None, task: str = "addition") -> dict:
+        stop_at_accuracy: Optional[float] = None, task: str = "addition", max_samples: Optional[int] = None) -> dict:
     """Train a fresh fifth grader of ``task`` (``"addition"``, or ``"running_sum"`` with its own
     grader, :data:`~rlcore.policy.RUNNING_SUM_GRADER_DIR`) with ``config``: its ``seed`` and ``steps``
-    replaced when given, and for the running sums its ``max_new_tokens`` set to the task's budget."""
+    replaced when given, and for the running sums its ``max_new_tokens`` set to the task's budget.
+    ``max_samples`` is :func:`~rlcore.train.train`'s budget of sampled answers."""
     problems = make_task(task)
     model, tokenizer = load_policy(GRADER_DIRS[task], device=device)
     seed = book_seed() if seed is None else seed
@@ -37,7 +38,7 @@ def run(name: str, config: TrainConfig, *, seed: Optional[int] = None, steps: Op
     if task != "addition":
         config = replace(config, max_new_tokens=problems.max_new_tokens)
     result = train(model, tokenizer, problems, config, progress=progress, time_guard=time_guard,
-                   stop_at_accuracy=stop_at_accuracy)
+                   stop_at_accuracy=stop_at_accuracy, max_samples=max_samples)
     evals = [h for h in result["history"] if "accuracy" in h]
     return {
         "experiment": name, "seed": seed,

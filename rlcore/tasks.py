@@ -126,6 +126,8 @@ class Task:
     heldout: list
     #: The generation budget (tokens) a full answer needs, ``<eos>`` included.
     max_new_tokens: int = 12
+    #: The characters that end a step of an answer's work (empty: the task has no steps).
+    step_ends: tuple = ()
 
     def sample(self, n: int, rng: random.Random) -> list:  # pragma: no cover - abstract
         """``n`` training problems drawn with ``rng``, none of them in the held-out set."""
@@ -245,6 +247,7 @@ class RunningSumTask(Task):
         if heldout_size > (10**digits) ** terms // 2:
             raise ValueError(f"heldout_size={heldout_size} is too large for {terms} terms of {digits} digits")
         self.terms, self.digits, self.high = terms, digits, 10**digits
+        self.step_ends = (" ", "#")  # a running total ends at a space, the last one at the '#'
         rng = random.Random(heldout_seed)
         held: dict[tuple[int, ...], None] = {}
         while len(held) < heldout_size:

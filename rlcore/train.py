@@ -62,6 +62,7 @@ class TrainConfig:
     credit: str = "sign"  # one of rlcore.credit.CREDITS
     scale_rewards: str = "group"  # credit "group": TRL's scale_rewards ("group", "batch", "none")
     mc_samples: int = 16  # credit "mc": continuations sampled from every state (counted in the budget)
+    mc_steps: bool = False  # credit "mc": values only where a step of the work starts (VinePPO), not every token
     # --- the batch
     steps: int = 200
     prompts_per_step: int = 64  # problems per step (DPO: per sampling round)
@@ -116,7 +117,7 @@ class TrainConfig:
         if self.credit != "group":
             skip.add("scale_rewards")
         if self.credit != "mc":
-            skip.add("mc_samples")
+            skip.update(("mc_samples", "mc_steps"))
         if self.credit != "gae":
             skip |= {"gamma", "lam", "critic_lr", "critic_epochs", "critic_warmup", "value_clip_eps",
                      "whiten_advantages", "kl_in_reward", "kl_kind"}
@@ -329,7 +330,7 @@ def _dpo_objective(model, pairs: PreferencePairs, config: TrainConfig) -> Callab
 
 def train(model, tokenizer, task: Task, config: TrainConfig = TrainConfig(), *,
           critic: Optional[ValueModel] = None, progress: bool = True, time_guard: Optional[float] = None,
-          stop_at_accuracy: Optional[float] = None) -> dict:
+          stop_at_accuracy: Optional[float] = None, max_samples: Optional[int] = None) -> dict:
     """Train ``model`` in place with the method ``config`` describes; return what happened.
 
     Args:
@@ -341,6 +342,9 @@ def train(model, tokenizer, task: Task, config: TrainConfig = TrainConfig(), *,
       progress: show a tqdm bar.
       time_guard: raise if training takes longer than this many seconds (never stops early).
       stop_at_accuracy: end the run at the first evaluation at or above this accuracy.
+      max_samples: a budget of sampled answers (Monte Carlo continuations included): the run ends,
+        with an evaluation, after the last step that the budget holds, when another step like the
+        one just taken would pass it (for methods whose steps cost a varying number of samples).
 
     Returns:
       ``history`` (one dict per step: ``step``, ``samples`` (answers generated so far),
@@ -370,6 +374,11 @@ def train(model, tokenizer, task: Task, config: TrainConfig = TrainConfig(), *,
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     problems = task.stream(config.prompts_per_step, seed=config.seed)
     pairs = PairPool(tokenizer, task, reference, config) if config.credit == "dpo" else None
+    step_ends = None
+    if config.credit == "mc" and config.mc_steps:
+        if not task.step_ends:
+            raise ValueError("mc_steps needs a task with steps (task.step_ends is empty)")
+        step_ends = tokenizer.convert_tokens_to_ids(list(task.step_ends))
     torch.manual_seed(config.seed)
 
     probe = None
@@ -392,6 +401,9 @@ def train(model, tokenizer, task: Task, config: TrainConfig = TrainConfig(), *,
                        probe_reward_accuracy=(chosen > rejected).float().mean().item())
         return out
 
+    if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)
+                                    or max_samples < 1):
+        raise ValueError(f"max_samples must be a positive int or None, got {max_samples!r}")
     history = [{"step": 0, "samples": 0, "seconds": 0.0, **evaluate()}]
     samples, train_seconds = 0, 0.0
     bar = tqdm(range(1, config.steps + 1), desc=f"train[{config.credit}]", disable=not progress)
@@ -427,10 +439,11 @@ def train(model, tokenizer, task: Task, config: TrainConfig = TrainConfig(), *,
                                                     beta=config.beta, kl_kind=config.kl_kind,
                                                     whiten_advantages=config.whiten_advantages, **kl_args)
                 elif config.credit == "mc":  # VinePPO: every state's value from sampled continuations
-                    credit = mc_values(model, tokenizer, ro, graded, k=config.mc_samples,
-                                       max_new_tokens=config.max_new_tokens, no_answer_penalty=config.no_answer_penalty,
-                                       seed=step_seed(config.seed, step)).advantages
-                    samples += int(ro.lengths.sum()) * config.mc_samples  # the continuations are answers too
+                    mc = mc_values(model, tokenizer, ro, graded, k=config.mc_samples, step_ends=step_ends,
+                                   max_new_tokens=config.max_new_tokens, no_answer_penalty=config.no_answer_penalty,
+                                   seed=step_seed(config.seed, step))
+                    credit = mc.advantages
+                    samples += mc.continuations  # the continuations are answers too
                 elif config.credit == "oracle":  # the step verifier, where the task has one
                     credit = oracle_credit(ro, graded, tokenizer)
                 else:
@@ -464,14 +477,16 @@ def train(model, tokenizer, task: Task, config: TrainConfig = TrainConfig(), *,
                 entry["explained_variance"] = explained_variance(old_values, returns, mask)
             entry.update(stats)
         train_seconds += time.perf_counter() - t0
+        last_cost = samples - history[-1]["samples"]
         entry["samples"], entry["seconds"] = samples, train_seconds
-        stop = evaluate_and_stop(entry, step=step, steps=config.steps, eval_every=config.eval_every,
+        spent = max_samples is not None and samples + last_cost > max_samples  # another step would pass it
+        stop = evaluate_and_stop(entry, step=step, steps=step if spent else config.steps, eval_every=config.eval_every,
                                  seconds=train_seconds, evaluate=evaluate, time_guard=time_guard,
                                  stop_at_accuracy=stop_at_accuracy, bar=bar,
                                  show=(("acc", "accuracy"), ("margin" if pairs else "reward",
                                                              "margin" if pairs else "reward")))
         history.append(entry)
-        if stop:
+        if stop or spent:
             break
     model.eval()
     if critic is not None:

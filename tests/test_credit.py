@@ -309,6 +309,40 @@ def test_mc_values_shapes_terminal_values_and_advantages():
         credit.mc_values(model, tokenizer, ro, problems[:3], k=2)
 
 
+def test_mc_values_at_step_starts():
+    """VinePPO's step-level values: estimated where a step starts, one advantage per step on all of
+    its tokens; with every token a step it is the token-level estimate, draw for draw."""
+    from rlcore.policy import RUNNING_SUM_GRADER_DIR, load_policy
+    from rlcore.rollout import generate
+    from rlcore.settings import make_task
+
+    torch.set_num_threads(1)
+    model, tokenizer = load_policy(RUNNING_SUM_GRADER_DIR)
+    task = make_task("running_sum")
+    problems = task.heldout[:3]
+    ro = generate(model, tokenizer, [p.prompt for p in problems], seed=3, compute_logp=False,
+                  max_new_tokens=task.max_new_tokens)
+    ends = tokenizer.convert_tokens_to_ids(list(task.step_ends))
+    mc = credit.mc_values(model, tokenizer, ro, problems, k=2, max_new_tokens=task.max_new_tokens, seed=5,
+                          step_ends=ends)
+    token = credit.mc_values(model, tokenizer, ro, problems, k=2, max_new_tokens=task.max_new_tokens, seed=5)
+    every = credit.mc_values(model, tokenizer, ro, problems, k=2, max_new_tokens=task.max_new_tokens, seed=5,
+                             step_ends=range(len(tokenizer)))
+    assert torch.equal(every.advantages, token.advantages) and every.continuations == token.continuations
+    marks = mc.values[torch.arange(len(ro)), ro.lengths]
+    n_steps = 0
+    for b in range(len(ro)):
+        L = int(ro.lengths[b])
+        starts = [0] + [t + 1 for t in range(L - 1) if int(ro.response_ids[b, t]) in ends]
+        n_steps += len(starts)
+        for s, e in zip(starts, starts[1:] + [L]):
+            assert torch.all(mc.advantages[b, s:e] == mc.values[b, e] - mc.values[b, s])
+        # one advantage per step, and the steps' advantages telescope to the mark minus V(s_0)
+        assert mc.advantages[b, starts].sum() == pytest.approx(float(marks[b] - mc.values[b, 0]), abs=1e-5)
+    assert mc.continuations == 2 * n_steps < token.continuations
+    assert torch.all(mc.advantages[~ro.response_mask] == 0)
+
+
 # ---------------------------------------------------------------- the step verifier's credit
 
 def _rollout_of(texts, tokenizer, prompt="37+85+12+64+29+51="):
@@ -382,9 +416,9 @@ def test_blame_localisation_counts_ties_fractionally():
 def test_split_half_reliability_is_one_for_identical_halves_and_spearman_brown():
     adv = torch.tensor([[0.1, -0.2, 0.3], [0.0, 0.5, -0.1]])
     mask = torch.ones(2, 3, dtype=torch.bool)
-    half = credit.MCValues(torch.zeros(2, 4), torch.zeros(2, 4), adv, torch.zeros(2, 3))
+    half = credit.MCValues(torch.zeros(2, 4), torch.zeros(2, 4), adv, torch.zeros(2, 3), 0)
     assert credit.split_half_reliability(half, half, mask) == pytest.approx(1.0)
     other = credit.MCValues(torch.zeros(2, 4), torch.zeros(2, 4), adv + torch.tensor([[0.3, 0.0, -0.2], [0.1, -0.3, 0.2]]),
-                            torch.zeros(2, 3))
+                            torch.zeros(2, 3), 0)
     r = credit.credit_correlation(adv, other.advantages, mask)
     assert credit.split_half_reliability(half, other, mask) == pytest.approx(2 * r / (1 + r))

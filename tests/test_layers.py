@@ -15,7 +15,7 @@ LAYERS = {
     1: {"returns", "advantages", "masked", "tokens", "kl", "losses", "scan", "envs", "__init__"},
     2: {"tasks", "policy", "rollout", "evaluation", "pairs", "sft"},
     3: {"credit", "train", "presets", "settings", "runs"},
-    4: {"experiments", "compare", "bench", "robustness"},
+    4: {"experiments", "compare", "credit_accuracy", "bench", "robustness"},
 }
 LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}
 
