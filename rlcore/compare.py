@@ -156,9 +156,20 @@ def method_configs(budget: Optional[int] = None, *, eval_samples: Optional[int] 
     for name, config in spec.configs().items():
         per_step = config.answers_per_step
         steps = max(1, budget // per_step)
-        eval_every = max(1, round(eval_samples / per_step))
+        eval_every = max(1, round(eval_samples / _samples_per_step(config, spec.task)))
         out[name] = {"config": replace(config, steps=steps, eval_every=eval_every), "answers_per_step": per_step}
     return out
+
+
+def _samples_per_step(config, task_name: str) -> float:
+    """About how many answers a step samples: with Monte Carlo credit, each answer's continuations too
+    (``mc_samples`` from every state whose value is estimated), for spacing the evaluations."""
+    if config.credit != "mc":
+        return config.answers_per_step
+    target = _settings.make_task(task_name).heldout[0].target
+    states = 1 + sum(target.count(c) for c in _settings.make_task(task_name).step_ends) if config.mc_steps \
+        else len(target) + 1
+    return config.answers_per_step * (1 + config.mc_samples * states)
 
 
 def _suite(name: str) -> Suite:

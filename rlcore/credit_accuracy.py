@@ -4,16 +4,16 @@ against the Monte Carlo ground truth on the running sums (chapter 11).
     python -m rlcore.experiments credit-accuracy [--seed S] [--out PATH]
 
 At two checkpoints of the running-sum fifth grader (the shipped one, and the policy after
-``ppo_steps`` steps of PPO from it), :func:`measure_checkpoint` samples ``prompts × group``
-answers to held-out problems and computes, on the very same answers:
+``mid_steps`` steps of the credit race's REINFORCE from it), :func:`measure_checkpoint` samples
+``prompts × group`` answers to held-out problems and computes, on the very same answers:
 
 * the **ground truth**: per-token Monte Carlo advantages :math:`A_t = V(s_{t+1}) - V(s_t)` from
   ``truth_k`` continuations of every prefix (:func:`rlcore.credit.mc_values`), estimated as two
   independent halves so that their agreement (split-half reliability) says how noisy the truth is;
 * the **step checker's first wrong token** of every answer whose work goes wrong;
 * every method's credit: REINFORCE with a batch baseline, RLOO and GRPO (one number per answer,
-  broadcast), PPO's critic with GAE at λ ∈ {0, 0.5, 0.95, 1} (the critic trained in the same PPO
-  run that made the checkpoint; KL penalty left out, whitening left out: neither changes a
+  broadcast), PPO's critic with GAE at λ ∈ {0, 0.5, 0.95, 1} (the critic trained by PPO's critic
+  update on the checkpoint's own answers; KL penalty left out, whitening left out: neither changes a
   correlation or a ranking), VinePPO-style Monte Carlo credit as the race trains with it (values
   at the start of every running total from 4 continuations, independent of the truth's), DPO's
   implicit per-token reward β log π_DPO/π_ref (π_DPO trained by online DPO from the fifth grader),
@@ -58,37 +58,40 @@ METHODS = ("reinforce", "rloo", "grpo", *(f"gae_{lam:g}" for lam in LAMBDAS), "m
 RESULTS_PATH = ASSETS / "results" / "credit_accuracy.json"
 
 
-def train_checkpoints(*, seed: int = 0, warmup_steps: int = 30, ppo_steps: int = 100, dpo_steps: int = 60,
+def train_checkpoints(*, seed: int = 0, warmup_steps: int = 50, mid_steps: int = 100, dpo_steps: int = 60,
                       progress: bool = True) -> dict:
     """The models the measurement needs, trained from the running-sum fifth grader with the credit
     race's settings (:data:`rlcore.settings.CREDIT_RACE`).
 
-    * ``critic_start``: PPO's critic after ``warmup_steps`` steps of critic-only training on the
-      fifth grader's answers (the policy frozen): the critic of the starting checkpoint.
-    * ``mid`` and ``critic_mid``: the policy and its critic after ``ppo_steps`` more steps of PPO.
+    * ``start``: the fifth grader; ``mid``: the policy after ``mid_steps`` steps of the race's REINFORCE
+      (a batch baseline, 64 answers a step), the race's fastest outcome-only learner.
+    * ``critic_start``, ``critic_mid``: PPO's critic for each, trained by PPO's own critic update on the
+      checkpoint's answers for ``warmup_steps`` steps with the policy frozen (PPO's critic warm-up), so
+      that each critic has seen the policy it judges.
     * ``dpo``: the policy after ``dpo_steps`` steps of online DPO from the fifth grader, whose
       log-ratio to the fifth grader is DPO's implicit reward.
 
-    Returns those, with ``start`` (the fifth grader), ``tokenizer``, ``task`` and the runs' ``history``.
+    Returns those, with ``tokenizer``, ``task`` and the runs' ``history``.
     """
     task = _settings.make_task("running_sum")
     budget = dict(max_new_tokens=task.max_new_tokens, eval_every=10**9, seed=seed)
     start, tokenizer = load_policy(RUNNING_SUM_GRADER_DIR)
-    model = copy.deepcopy(start)
-    ppo = replace(_settings.CREDIT_RACE["ppo"], **budget)
-    warm = train(model, tokenizer, task, replace(ppo, steps=warmup_steps, critic_warmup=warmup_steps),
-                 progress=progress)
-    critic_start = copy.deepcopy(warm["critic"])
-    run = train(model, tokenizer, task, replace(ppo, steps=ppo_steps, seed=seed + 1), critic=warm["critic"],
+    mid = copy.deepcopy(start)
+    run = train(mid, tokenizer, task, replace(_settings.CREDIT_RACE["reinforce"], steps=mid_steps, **budget),
                 progress=progress)
+    ppo = replace(_settings.CREDIT_RACE["ppo"], steps=warmup_steps, critic_warmup=warmup_steps, **budget)
+    critics = {}
+    for name, policy in (("start", start), ("mid", mid)):
+        frozen = copy.deepcopy(policy)  # the warm-up trains only the critic; a copy makes sure of it
+        critics[name] = train(frozen, tokenizer, task, replace(ppo, seed=seed + 1), progress=progress)["critic"]
     dpo_model = copy.deepcopy(start)
     dpo = train(dpo_model, tokenizer, task, replace(_settings.CREDIT_RACE["dpo_online"], steps=dpo_steps, **budget),
                 progress=progress)
-    for m in (start, model, dpo_model, critic_start, run["critic"]):
+    for m in (start, mid, dpo_model, *critics.values()):
         m.eval()
-    return {"start": start, "critic_start": critic_start, "mid": model, "critic_mid": run["critic"],
+    return {"start": start, "critic_start": critics["start"], "mid": mid, "critic_mid": critics["mid"],
             "dpo": dpo_model, "tokenizer": tokenizer, "task": task,
-            "history": {"ppo": run["history"], "dpo": dpo["history"]}}
+            "history": {"mid": run["history"], "dpo": dpo["history"]}}
 
 
 def bootstrap(statistic, n: int, *, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -202,7 +205,7 @@ def measure_checkpoint(policy, critic, dpo_policy, reference, tokenizer, task, *
 
 
 def run_credit_accuracy(*, seed: int = 0, prompts: int = 25, group: int = 8, truth_k: int = 32, mc_k: int = 4,
-                        warmup_steps: int = 30, ppo_steps: int = 100, dpo_steps: int = 60, resamples: int = 1000,
+                        warmup_steps: int = 50, mid_steps: int = 100, dpo_steps: int = 60, resamples: int = 1000,
                         out: Optional[Path] = RESULTS_PATH, progress: bool = True) -> dict:
     """Train the checkpoints (:func:`train_checkpoints`), measure both (:func:`measure_checkpoint`),
     and (unless ``out`` is None) write JSON to ``out``. Returns ``checkpoints`` (``"start"`` and
@@ -212,7 +215,7 @@ def run_credit_accuracy(*, seed: int = 0, prompts: int = 25, group: int = 8, tru
     from . import __version__
 
     t0 = time.perf_counter()
-    models = train_checkpoints(seed=seed, warmup_steps=warmup_steps, ppo_steps=ppo_steps, dpo_steps=dpo_steps,
+    models = train_checkpoints(seed=seed, warmup_steps=warmup_steps, mid_steps=mid_steps, dpo_steps=dpo_steps,
                                progress=progress)
     task, tokenizer = models["task"], models["tokenizer"]
     train_seconds = time.perf_counter() - t0
@@ -224,10 +227,10 @@ def run_credit_accuracy(*, seed: int = 0, prompts: int = 25, group: int = 8, tru
                                     resamples=resamples)
         result["accuracy"] = accuracy(policy, tokenizer, task.heldout, max_new_tokens=task.max_new_tokens)
         checkpoints[name] = result
-    checkpoints["mid"]["ppo_answers"] = models["history"]["ppo"][-1]["samples"]
+    checkpoints["mid"]["trained_answers"] = models["history"]["mid"][-1]["samples"]
     results = {
         "command": "python -m rlcore.experiments credit-accuracy" + (f" --seed {seed}" if seed else ""),
-        "seed": seed, "warmup_steps": warmup_steps, "ppo_steps": ppo_steps, "dpo_steps": dpo_steps,
+        "seed": seed, "warmup_steps": warmup_steps, "mid_steps": mid_steps, "dpo_steps": dpo_steps,
         "lambdas": list(LAMBDAS), "methods": list(METHODS),
         "dpo_accuracy": accuracy(models["dpo"], tokenizer, task.heldout, max_new_tokens=task.max_new_tokens),
         "checkpoints": checkpoints,

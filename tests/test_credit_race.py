@@ -113,3 +113,13 @@ def test_the_shipped_credit_race_file():
         assert run["curve"][-1]["samples"] <= results["budget"]
         assert run["curve"][0]["accuracy"] == results["runs"][0]["curve"][0]["accuracy"]  # one start
     assert results["summary"] == compare.summarise(results["runs"], thresholds=results["thresholds"])
+
+
+def test_step_level_monte_carlo_needs_a_task_with_steps():
+    from rlcore import presets
+    from rlcore.train import train
+
+    model, tokenizer = load_policy()
+    with pytest.raises(ValueError, match="step_ends"):
+        train(model, tokenizer, settings.make_task(), presets.vineppo(mc_steps=True, mc_samples=2, steps=1),
+              progress=False)
