@@ -125,7 +125,7 @@ def measure_checkpoint(policy, critic, dpo_policy, reference, tokenizer, task, *
       mc_k: continuations per step start for the "mc" method (as the race trains).
       seed: seeds sampling, continuations and the bootstrap.
       resamples: bootstrap resamples.
-      examples: wrong answers kept token by token for a figure.
+      examples: wrong answers kept token by token for a figure, each to another problem.
       problems: the held-out problems to use (default: the first ``prompts`` of the task's).
 
     Returns:
@@ -179,7 +179,11 @@ def measure_checkpoint(policy, critic, dpo_policy, reference, tokenizer, task, *
         }
     wrong_work = first_wrong >= 0
     right = marks == 1.0
-    picked = [b for b in range(n) if wrong_work[b] and int(first_wrong[b]) >= 3][:examples]
+    picked, seen = [], set()  # the first wrong reply (first wrong token not at the very start) of each problem
+    for b in range(n):
+        if len(picked) < examples and wrong_work[b] and int(first_wrong[b]) >= 3 and b // group not in seen:
+            picked.append(b)
+            seen.add(b // group)
     example_rows = []
     for b in picked:
         L = int(ro.lengths[b])

@@ -5,7 +5,9 @@
     python -m rlcore.experiments ppo        [--seed N] [--steps N] [--device cpu|cuda]
     python -m rlcore.experiments grpo       [--seed N | --seeds 0 1 2] [--steps N] [--device cpu|cuda]
     python -m rlcore.experiments dpo        [--online | --offline] [--seed N | --seeds 0 1 2] [--steps N]
-    python -m rlcore.experiments compare    [--seeds 0 1 2 3 4] [--kernels native default] [--budget N] [--methods NAME ...] [--out PATH]
+    python -m rlcore.experiments compare    [--seeds 0 1 2 3 4] [--kernels native default] [--budget N] [--methods NAME ...] [--jobs N] [--out PATH]
+    python -m rlcore.experiments credit     [--seeds 0 1 2 3 4] [--kernels native] [--budget N] [--methods NAME ...] [--jobs N] [--out PATH]
+    python -m rlcore.experiments credit-accuracy [--seed N] [--out PATH]
 
 A tqdm bar goes to stderr; the last line on stdout is one JSON object with at least
 ``accuracy_before`` and ``accuracy_after`` (held-out, greedy, 0–1), ``samples`` (answers
@@ -13,7 +15,9 @@ generated) and ``wall_seconds``. The defaults reproduce the book's figures: the 
 :mod:`rlcore.runs`' (which the chapters call too) with the settings of :mod:`rlcore.settings`.
 With ``--seeds`` the JSON line holds one result per seed plus their mean and standard deviation.
 ``compare`` runs every method on one budget of sampled answers (chapter 10, :mod:`rlcore.compare`),
-writes the results file and prints one summary per method.
+writes the results file and prints one summary per method; ``credit`` does the same for the credit
+race on the running sums (chapter 11, :data:`rlcore.compare.SUITES`), and ``credit-accuracy``
+scores every method's credit against the Monte Carlo ground truth (:mod:`rlcore.credit_accuracy`).
 """
 
 from __future__ import annotations
