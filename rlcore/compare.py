@@ -122,7 +122,7 @@ class Suite:
         return getattr(_settings, self.contestants)
 
 
-#: The comparisons: chapter 10's head-to-head on addition (``compare``) and chapter 11's credit
+#: The two comparisons, chapter 10's head-to-head on addition (``compare``) and chapter 11's credit
 #: race on the running sums (``credit``: 5 seeds, native kernels, 12,800 answers, Monte Carlo
 #: continuations counted as answers).
 SUITES = {

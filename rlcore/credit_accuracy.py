@@ -129,7 +129,7 @@ def measure_checkpoint(policy, critic, dpo_policy, reference, tokenizer, task, *
       problems: the held-out problems to use (default: the first ``prompts`` of the task's).
 
     Returns:
-      A JSON-ready dict: ``answers``, ``sample_accuracy``, ``wrong_work`` (answers with a wrong step),
+      A JSON-ready dict with ``answers``, ``sample_accuracy``, ``wrong_work`` (answers with a wrong step),
       ``right_despite_wrong_work``, ``chance`` (the blame rate of a random token), ``reliability``
       (split-half, stepped up to ``truth_k``), ``truth_blame`` (the truth's own blame rate),
       ``methods`` (name → ``correlation``, ``correlation_ci``, ``blame``, ``blame_ci``) and ``examples``.

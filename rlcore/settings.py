@@ -86,13 +86,13 @@ HEAD_TO_HEAD = {
 del _U
 
 
-#: The credit race's update (chapter 11, the running sums): chapter 10's, at a tenth of its step size.
+#: The update of chapter 11's credit race on the running sums is chapter 10's at a tenth of its step size.
 #: At 1e-4 every method collapsed the running-sum grader (20.8% held-out to under 1% within 3,200
 #: answers); at 1e-5 the batch baseline climbed past 50% in 9,600.
 CREDIT_RACE_UPDATE = {**HEAD_TO_HEAD_UPDATE, "lr": 1e-5}
 
 _U = CREDIT_RACE_UPDATE
-#: Chapter 11's contestants on the running sums: the same update, credit from one number per answer
+#: The contestants of chapter 11's race on the running sums share one update and take credit from one number per answer
 #: (a batch baseline, a leave-one-out one, GRPO's group), from a critic (PPO), from sampled
 #: continuations (VinePPO's Monte Carlo values at the start of every running total, 4 each, 16
 #: problems per step, the continuations counted as answers), from preference pairs (online DPO),

@@ -126,7 +126,7 @@ class Task:
     heldout: list
     #: The generation budget (tokens) a full answer needs, ``<eos>`` included.
     max_new_tokens: int = 12
-    #: The characters that end a step of an answer's work (empty: the task has no steps).
+    #: The characters that end a step of an answer's work; empty when the task has no steps.
     step_ends: tuple = ()
 
     def sample(self, n: int, rng: random.Random) -> list:  # pragma: no cover - abstract
