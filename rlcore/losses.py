@@ -65,6 +65,7 @@ def ppo_clip_loss(
     clip_eps: float = 0.2,
     clip_eps_high: Optional[float] = None,
     agg: str = "token-mean",
+    max_len: Optional[int] = None,
 ) -> PPOLoss:
     r"""PPO's clipped surrogate policy loss.
 
@@ -87,6 +88,7 @@ def ppo_clip_loss(
       clip_eps: ε > 0, the lower clip range (and the upper one unless ``clip_eps_high``).
       clip_eps_high: ε_high > 0, DAPO's "clip-higher" upper range; ``None`` means ε.
       agg: aggregation mode, see :func:`rlcore.aggregate`.
+      max_len: the generation budget, ``"seq-mean-token-sum-norm"``'s constant (see :func:`rlcore.aggregate`).
 
     Returns:
       :class:`PPOLoss` ``(loss, clip_frac, approx_kl)``.
@@ -116,7 +118,7 @@ def ppo_clip_loss(
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps_high) * adv
     per_token = -torch.minimum(unclipped, clipped)  # (B, T)
-    loss = aggregate(per_token, m, agg)
+    loss = aggregate(per_token, m, agg, max_len=max_len)
     with torch.no_grad():
         was_clipped = (clipped < unclipped).to(dtype)  # the min picked the flat, clipped branch
         clip_frac = aggregate(was_clipped, m, "token-mean")

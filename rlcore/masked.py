@@ -90,7 +90,7 @@ def whiten(x: torch.Tensor, mask=None, *, shift_mean: bool = True, eps: float = 
     return out * mf
 
 
-def aggregate(per_token: torch.Tensor, mask, mode: str = "token-mean") -> torch.Tensor:
+def aggregate(per_token: torch.Tensor, mask, mode: str = "token-mean", *, max_len: Optional[int] = None) -> torch.Tensor:
     r"""Reduce a ``[B, T]`` per-token loss to a scalar, in one of the ecosystem's modes.
 
     With :math:`m_{bt}` the mask and :math:`L_b = \sum_t m_{bt}` each row's length:
@@ -100,8 +100,10 @@ def aggregate(per_token: torch.Tensor, mask, mode: str = "token-mean") -> torch.
     * ``"seq-mean-token-mean"``: :math:`\frac{1}{B'}\sum_b \frac{1}{L_b}\sum_t m_{bt}\ell_{bt}`
       — every answer weighs the same, so a token of a long answer weighs less (original GRPO).
     * ``"seq-mean-token-sum"``: :math:`\frac{1}{B'}\sum_b \sum_t m_{bt}\ell_{bt}`.
-    * ``"seq-mean-token-sum-norm"``: :math:`\sum_{b,t} m_{bt}\ell_{bt} / (B\,T)` — a constant
-      normaliser, no length bias (Dr. GRPO).
+    * ``"seq-mean-token-sum-norm"``: :math:`\sum_{b,t} m_{bt}\ell_{bt} / (B\,T_\text{max})` — a
+      constant normaliser, no length bias (Dr. GRPO). :math:`T_\text{max}` is ``max_len``, the
+      generation budget (TRL's ``max_completion_length``), so that the normaliser does not change
+      with the width of a batch; without ``max_len`` it is the tensor's width ``T``.
 
     :math:`B'` counts the rows with at least one real token (empty rows do not dilute the
     mean). Where no token is real the result is 0.
@@ -110,6 +112,8 @@ def aggregate(per_token: torch.Tensor, mask, mode: str = "token-mean") -> torch.
       per_token: ``[B, T]`` per-token losses.
       mask: ``[B, T]`` bool, True on real tokens (trailing padding).
       mode: one of the four names above.
+      max_len: ``"seq-mean-token-sum-norm"``'s :math:`T_\text{max}`, at least ``T`` (ignored by the
+        other modes).
 
     Returns:
       A scalar tensor.
@@ -129,7 +133,12 @@ def aggregate(per_token: torch.Tensor, mask, mode: str = "token-mean") -> torch.
     if mode == "token-mean":
         return masked.sum() / mf.sum().clamp(min=1.0)
     if mode == "seq-mean-token-sum-norm":
-        return masked.sum() / max(per_token.numel(), 1)
+        width = per_token.shape[1]
+        if max_len is not None:
+            if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < max(width, 1):
+                raise ValueError(f"max_len must be an int >= the width of per_token ({width}), got {max_len!r}")
+            width = max_len
+        return masked.sum() / max(per_token.shape[0] * width, 1)
     lengths = mf.sum(dim=1)  # (B,)
     row_sums = masked.sum(dim=1)  # (B,)
     if mode == "seq-mean-token-mean":

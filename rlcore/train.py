@@ -285,16 +285,17 @@ def _policy_gradient_objective(model, ro: Rollout, credit, old_logp, ref_logp, c
         logp = token_logprobs(logits, sub.response_ids) * mask  # (n, R) with gradient
         stats = {}
         if config.clip_eps is None:  # on-policy: the plain policy gradient, -sum_t c_t log pi(y_t)
-            loss = aggregate(-credit[idx] * logp, mask, config.loss_agg_mode)
+            loss = aggregate(-credit[idx] * logp, mask, config.loss_agg_mode, max_len=config.max_new_tokens)
         else:
             out = ppo_clip_loss(logp, old_logp[idx], credit[idx], mask, clip_eps=config.clip_eps,
-                                clip_eps_high=config.clip_eps_high, agg=config.loss_agg_mode)
+                                clip_eps_high=config.clip_eps_high, agg=config.loss_agg_mode,
+                                max_len=config.max_new_tokens)
             loss = out.loss
             stats.update(clip_frac=out.clip_frac.item(), approx_kl=out.approx_kl.item())
         stats["policy_loss"] = loss.item()
         if config.beta > 0 and not config.kl_in_reward:
             kl = kl_estimate(logp, ref_logp[idx], kind="k3")  # (n, R)
-            loss = loss + config.beta * aggregate(kl, mask, config.loss_agg_mode)
+            loss = loss + config.beta * aggregate(kl, mask, config.loss_agg_mode, max_len=config.max_new_tokens)
         with torch.no_grad():
             probs = torch.softmax(logits.detach(), dim=-1)
             entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)  # (n, R)

@@ -369,3 +369,26 @@ BAD = [
 def test_bad_input_raises_value_error_naming_the_argument(bad_call, argname):
     with pytest.raises(ValueError, match=rf"\b{argname}\b"):
         bad_call()
+
+
+def test_dr_grpo_normaliser_is_the_generation_budget_not_the_batch_width():
+    """Dr. GRPO (TRL's loss_type="dr_grpo") divides by B x max_completion_length: a batch padded to
+    another width gives the same loss, and the value is TRL's formula written out."""
+    g = torch.Generator().manual_seed(0)
+    loss = torch.randn(4, 7, generator=g, dtype=torch.float64)
+    mask = torch.arange(7).expand(4, 7) < torch.tensor([[7], [3], [5], [1]])
+    trl = (loss * mask).sum() / (loss.size(0) * 12)  # TRL: (per_token_loss * mask).sum() / (B * max_completion_length)
+    got = rlcore.aggregate(loss, mask, "seq-mean-token-sum-norm", max_len=12)
+    assert torch.allclose(got, trl, rtol=0, atol=1e-14)
+    wider = torch.cat([loss, torch.randn(4, 5, generator=g, dtype=torch.float64)], dim=1)  # more padding
+    wider_mask = torch.cat([mask, torch.zeros(4, 5, dtype=torch.bool)], dim=1)
+    assert torch.allclose(rlcore.aggregate(wider, wider_mask, "seq-mean-token-sum-norm", max_len=12), got,
+                          rtol=0, atol=1e-14)
+    # without max_len, the width is the normaliser, and it changes with the padding
+    assert not torch.allclose(rlcore.aggregate(wider, wider_mask, "seq-mean-token-sum-norm"),
+                              rlcore.aggregate(loss, mask, "seq-mean-token-sum-norm"))
+    # the other modes do not read max_len
+    assert rlcore.aggregate(loss, mask, "token-mean", max_len=12) == rlcore.aggregate(loss, mask, "token-mean")
+    for bad in (6, 0, 12.0, True):
+        with pytest.raises(ValueError, match="max_len"):
+            rlcore.aggregate(loss, mask, "seq-mean-token-sum-norm", max_len=bad)

@@ -358,3 +358,28 @@ def test_kl_to_the_reference_is_measured_on_the_sampling_policy(fifth_grader, ta
     result = train(copy.deepcopy(model), tokenizer, task, presets.reinforce("batch", prompts_per_step=4, beta=0.1,
                                                                             steps=1, eval_size=4), progress=False)
     assert result["history"][-1]["kl_ref"] == 0.0
+
+
+def test_the_loop_normalises_dr_grpo_by_the_generation_budget(monkeypatch):
+    """Dr. GRPO's constant is max_new_tokens (TRL's max_completion_length), not the batch's width."""
+    import rlcore.losses
+    import rlcore.train as train_module
+    from rlcore import presets
+    from rlcore.masked import aggregate
+    from rlcore.policy import load_policy
+    from rlcore.settings import make_task
+
+    seen = []
+
+    def spy(per_token, mask, mode="token-mean", *, max_len=None):
+        if mode == "seq-mean-token-sum-norm":
+            seen.append(max_len)
+        return aggregate(per_token, mask, mode, max_len=max_len)
+
+    monkeypatch.setattr(train_module, "aggregate", spy)
+    monkeypatch.setattr(rlcore.losses, "aggregate", spy)
+    model, tokenizer = load_policy()
+    config = presets.grpo(loss_type="dr_grpo", steps=1, prompts_per_step=2, group_size=4, eval_every=1, eval_size=4,
+                          max_new_tokens=14)
+    train_module.train(model, tokenizer, make_task(), config, progress=False)
+    assert seen and set(seen) == {14}
