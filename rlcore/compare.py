@@ -78,6 +78,7 @@ __all__ = [
     "summarise",
     "time_to",
     "mean_curve",
+    "t_interval",
     "load_results",
     "command_line",
     "main_compare",
@@ -166,9 +167,9 @@ def _samples_per_step(config, task_name: str) -> float:
     (``mc_samples`` from every state whose value is estimated), for spacing the evaluations."""
     if config.credit != "mc":
         return config.answers_per_step
-    target = _settings.make_task(task_name).heldout[0].target
-    states = 1 + sum(target.count(c) for c in _settings.make_task(task_name).step_ends) if config.mc_steps \
-        else len(target) + 1
+    task = _settings.make_task(task_name)
+    target = task.heldout[0].target
+    states = 1 + sum(target.count(c) for c in task.step_ends) if config.mc_steps else len(target) + 1
     return config.answers_per_step * (1 + config.mc_samples * states)
 
 
@@ -324,15 +325,33 @@ def summarise(runs: Sequence[dict], thresholds: Sequence[float] = THRESHOLDS) ->
     return out
 
 
-def mean_curve(runs: Sequence[dict], grid: Sequence[float]):
+def t_interval(values: Sequence[float], axis: int = 0):
+    r"""Mean and half-width of a 95% Student-t interval over runs (seeds):
+    :math:`\bar x \pm t_{0.975,\,n-1}\, s / \sqrt n`, along ``axis`` (``n`` ≥ 2 runs)."""
+    import numpy as np
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    n = values.shape[axis]
+    if n < 2:
+        raise ValueError(f"values must hold at least 2 runs along axis {axis}, got {n}")
+    half = stats.t.ppf(0.975, n - 1) * values.std(axis=axis, ddof=1) / np.sqrt(n)
+    return values.mean(axis=axis), half
+
+
+def mean_curve(runs: Sequence[dict], grid: Sequence[float], *, band: str = "range"):
     """Accuracy of several runs (seeds) on a common grid of sample counts, by linear interpolation
     between evaluations (never extrapolated: NaN beyond a run's last evaluation).
 
     Returns:
-      ``(mean, low, high)``: three ``numpy`` arrays of ``len(grid)``; ``low``/``high`` are the
-      smallest and largest run at each grid point.
+      ``(mean, low, high)``: three ``numpy`` arrays of ``len(grid)``. With ``band="range"``,
+      ``low``/``high`` are the smallest and largest run at each grid point; with ``band="t95"``,
+      the ends of the 95% t-interval of the mean (:func:`t_interval`).
     """
     import numpy as np
+
+    if band not in ("range", "t95"):
+        raise ValueError(f"band must be 'range' or 't95', got {band!r}")
 
     grid = np.asarray(grid, dtype=float)
     rows = []
@@ -343,6 +362,9 @@ def mean_curve(runs: Sequence[dict], grid: Sequence[float]):
         row[(grid < x[0]) | (grid > x[-1])] = np.nan
         rows.append(row)
     rows = np.vstack(rows)  # (runs, len(grid))
+    if band == "t95":
+        mean, half = t_interval(rows)
+        return mean, mean - half, mean + half
     return rows.mean(0), rows.min(0), rows.max(0)
 
 

@@ -227,3 +227,17 @@ def test_the_shipped_results_file():
         assert RUN_KEYS <= set(run)
         assert run["curve"][-1]["samples"] <= results["budget"]
     assert results["summary"] == summarise(results["runs"])
+
+
+def test_t_interval_and_the_t95_band():
+    mean, half = compare.t_interval([0.5, 0.6, 0.7])
+    assert mean == pytest.approx(0.6) and half == pytest.approx(4.302653 * 0.1 / math.sqrt(3), rel=1e-6)
+    runs = [{"curve": [{"samples": 0, "accuracy": a}, {"samples": 100, "accuracy": b}]}
+            for a, b in ((0.2, 0.5), (0.2, 0.6), (0.2, 0.7))]
+    m, low, high = mean_curve(runs, [0, 100], band="t95")
+    assert m[1] == pytest.approx(0.6) and high[1] - m[1] == pytest.approx(half)
+    assert low[0] == pytest.approx(0.2) and high[0] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="band"):
+        mean_curve(runs, [0], band="sd")
+    with pytest.raises(ValueError, match="values"):
+        compare.t_interval([0.5])
