@@ -329,6 +329,14 @@ def dpo_token_rewards(logp: torch.Tensor, ref_logp: torch.Tensor, mask, *, beta:
     return beta * torch.where(m, logp - ref_logp, torch.zeros((), dtype=logp.dtype, device=logp.device))
 
 
+def _pair_mask(mask, name: str, rows: int) -> torch.Tensor:
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 2:
+        raise ValueError(f"{name} must be a [K, T] tensor, got {getattr(mask, 'shape', type(mask).__name__)}")
+    m = flag_tensor(mask, name, (rows, mask.shape[1]))
+    check_trailing_mask(m, name)
+    return m
+
+
 def dpo_credit(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_chosen_logps: torch.Tensor,
                ref_rejected_logps: torch.Tensor, chosen_mask, rejected_mask, *, beta: float = 0.1,
                loss_type: str = "sigmoid", label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -351,7 +359,8 @@ def dpo_credit(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_cho
       chosen_logps, rejected_logps: ``[K]`` sequence log-probs under the policy.
       ref_chosen_logps, ref_rejected_logps: ``[K]`` the same under the reference.
       chosen_mask, rejected_mask: ``[K, T]`` bool, the real tokens of each answer.
-      beta, loss_type, label_smoothing: as in :func:`rlcore.dpo_loss`.
+      beta, loss_type, label_smoothing: as in :func:`rlcore.dpo_loss` (``"ipo"`` averages over
+        each answer's real tokens, counted from the masks).
 
     Returns:
       ``(chosen_credit, rejected_credit)``, each ``[K, T]``, 0 on padding.
@@ -362,8 +371,11 @@ def dpo_credit(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_cho
     chosen = float_tensor(chosen_logps, "chosen_logps", ndim=1).detach().clone().requires_grad_(True)
     rejected = float_tensor(rejected_logps, "rejected_logps", ndim=1).detach().clone().requires_grad_(True)
     with torch.enable_grad():
+        cm = _pair_mask(chosen_mask, "chosen_mask", chosen.shape[0])
+        rm = _pair_mask(rejected_mask, "rejected_mask", rejected.shape[0])
         losses = dpo_loss(chosen, rejected, ref_chosen_logps, ref_rejected_logps, beta=beta,
-                          loss_type=loss_type, label_smoothing=label_smoothing).losses
+                          loss_type=loss_type, label_smoothing=label_smoothing,
+                          chosen_lengths=cm.sum(1), rejected_lengths=rm.sum(1)).losses
         grad_chosen, grad_rejected = torch.autograd.grad(losses.sum(), (chosen, rejected))
     return per_token(-grad_chosen, chosen_mask), per_token(-grad_rejected, rejected_mask)
 

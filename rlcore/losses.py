@@ -66,6 +66,7 @@ def ppo_clip_loss(
     clip_eps_high: Optional[float] = None,
     agg: str = "token-mean",
     max_len: Optional[int] = None,
+    num_tokens: Optional[float] = None,
 ) -> PPOLoss:
     r"""PPO's clipped surrogate policy loss.
 
@@ -89,6 +90,7 @@ def ppo_clip_loss(
       clip_eps_high: ε_high > 0, DAPO's "clip-higher" upper range; ``None`` means ε.
       agg: aggregation mode, see :func:`rlcore.aggregate`.
       max_len: the generation budget, ``"seq-mean-token-sum-norm"``'s constant (see :func:`rlcore.aggregate`).
+      num_tokens: ``"token-mean"``'s divisor (see :func:`rlcore.aggregate`; TRL's ``dapo``).
 
     Returns:
       :class:`PPOLoss` ``(loss, clip_frac, approx_kl)``.
@@ -118,7 +120,7 @@ def ppo_clip_loss(
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps_high) * adv
     per_token = -torch.minimum(unclipped, clipped)  # (B, T)
-    loss = aggregate(per_token, m, agg, max_len=max_len)
+    loss = aggregate(per_token, m, agg, max_len=max_len, num_tokens=num_tokens)
     with torch.no_grad():
         was_clipped = (clipped < unclipped).to(dtype)  # the min picked the flat, clipped branch
         clip_frac = aggregate(was_clipped, m, "token-mean")
@@ -184,6 +186,8 @@ def dpo_loss(
     beta: float = 0.1,
     loss_type: str = "sigmoid",
     label_smoothing: float = 0.0,
+    chosen_lengths: Optional[torch.Tensor] = None,
+    rejected_lengths: Optional[torch.Tensor] = None,
 ) -> DPOLoss:
     r"""Direct Preference Optimization and two of its variants.
 
@@ -192,8 +196,17 @@ def dpo_loss(
 
     * ``"sigmoid"`` (DPO): :math:`-(1-s)\log\sigma(\beta h) - s\log\sigma(-\beta h)`, ``s`` the
       label smoothing (conservative DPO);
-    * ``"ipo"``: :math:`(h - \tfrac{1}{2\beta})^2`;
+    * ``"ipo"``: :math:`(\bar h - \tfrac{1}{2\beta})^2` with the length-averaged margin
+      :math:`\bar h = \frac{\log\pi(y_w) - \log\pi_\text{ref}(y_w)}{|y_w|}
+      - \frac{\log\pi(y_l) - \log\pi_\text{ref}(y_l)}{|y_l|}`, as TRL computes it (its
+      authors confirmed the IPO paper's results used the per-token average); it needs
+      ``chosen_lengths`` and ``rejected_lengths``. Lengths of ones give the paper's equation 17 on
+      summed log-probs, :math:`(h - \tfrac{1}{2\beta})^2`;
     * ``"hinge"`` (SLiC): :math:`\max(0, 1 - \beta h)`.
+
+    ``label_smoothing`` is conservative DPO's (TRL ≤ 0.28): TRL 1.x ignores ``label_smoothing`` for
+    ``"sigmoid"`` (it reads it only in its robust and EXO losses), so with ``s = 0`` the two agree
+    and with ``s > 0`` rlcore computes cDPO (``tests/test_trl_parity.py`` pins both).
 
     The implicit reward of an answer is :math:`\beta(\log\pi(y) - \log\pi_\text{ref}(y))`.
 
@@ -205,6 +218,9 @@ def dpo_loss(
       beta: β > 0, the strength of the KL anchor to the reference.
       loss_type: ``"sigmoid"``, ``"ipo"`` or ``"hinge"`` (TRL's names).
       label_smoothing: s in [0, 0.5), the assumed probability that a label is flipped.
+      chosen_lengths: ``[B]`` the number of tokens of each preferred answer (> 0); needed by
+        ``"ipo"``, ignored by the others.
+      rejected_lengths: ``[B]`` the same for the dispreferred answers.
 
     Returns:
       :class:`DPOLoss` ``(losses, chosen_rewards, rejected_rewards)``.
@@ -213,7 +229,8 @@ def dpo_loss(
       Rafailov et al., "Direct Preference Optimization: Your Language Model is Secretly a
       Reward Model", NeurIPS 2023, https://arxiv.org/abs/2305.18290, eq. 7;
       Azar et al., "A General Theoretical Paradigm to Understand Learning from Human
-      Preferences", 2023, https://arxiv.org/abs/2310.12036 (IPO, eq. 17);
+      Preferences", 2023, https://arxiv.org/abs/2310.12036 (IPO, eq. 17); TRL's ``DPOTrainer``
+      (``loss_type="ipo"``, length-averaged);
       Zhao et al., "SLiC-HF", 2023 (hinge).
     """
     beta = check_positive(beta, "beta")
@@ -234,7 +251,20 @@ def dpo_loss(
         s = float(label_smoothing)
         losses = -(1.0 - s) * F.logsigmoid(beta * h) - s * F.logsigmoid(-beta * h)
     elif loss_type == "ipo":
-        losses = (h - 1.0 / (2.0 * beta)) ** 2
+        if chosen_lengths is None or rejected_lengths is None:
+            raise ValueError("loss_type='ipo' needs chosen_lengths and rejected_lengths: TRL's IPO averages each "
+                             "answer's log-ratio over its tokens (pass ones for the paper's summed form)")
+        lengths = []
+        for name, n in (("chosen_lengths", chosen_lengths), ("rejected_lengths", rejected_lengths)):
+            if not isinstance(n, torch.Tensor) or n.dtype == torch.bool or n.is_complex():
+                raise ValueError(f"{name} must be a real torch.Tensor of token counts, got {n!r}")
+            n = float_tensor(n.to(dtype), name, ndim=1)
+            check_same_shape(n, name, policy_chosen_logps, "policy_chosen_logps")
+            if not bool((n > 0).all()):
+                raise ValueError(f"{name} must be > 0, got {n.tolist()}")
+            lengths.append(n)
+        h_avg = (pc - rc) / lengths[0] - (pr - rr) / lengths[1]  # (B,)
+        losses = (h_avg - 1.0 / (2.0 * beta)) ** 2
     else:
         losses = torch.relu(1.0 - beta * h)
     chosen_rewards = (beta * (pc - rc)).detach()

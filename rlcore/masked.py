@@ -7,6 +7,7 @@ names are the ones verl and TRL use.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -90,13 +91,18 @@ def whiten(x: torch.Tensor, mask=None, *, shift_mean: bool = True, eps: float = 
     return out * mf
 
 
-def aggregate(per_token: torch.Tensor, mask, mode: str = "token-mean", *, max_len: Optional[int] = None) -> torch.Tensor:
+def aggregate(per_token: torch.Tensor, mask, mode: str = "token-mean", *, max_len: Optional[int] = None,
+              num_tokens: Optional[float] = None) -> torch.Tensor:
     r"""Reduce a ``[B, T]`` per-token loss to a scalar, in one of the ecosystem's modes.
 
     With :math:`m_{bt}` the mask and :math:`L_b = \sum_t m_{bt}` each row's length:
 
-    * ``"token-mean"``: :math:`\sum_{b,t} m_{bt}\ell_{bt} / \sum_{b,t} m_{bt}` — every token
-      weighs the same (DAPO; TRL's ``bnpo``/``dapo``).
+    * ``"token-mean"``: :math:`\sum_{b,t} m_{bt}\ell_{bt} / N` — every token weighs the same
+      (DAPO). :math:`N` is ``num_tokens`` when given, else this call's token count
+      :math:`\sum_{b,t} m_{bt}` (TRL's ``bnpo``: each minibatch divides by its own tokens). TRL's
+      ``dapo`` passes the token count of the whole generation batch divided by the number of
+      minibatches it is cut into, so a minibatch with more tokens weighs more and every token of
+      the batch weighs the same across minibatches.
     * ``"seq-mean-token-mean"``: :math:`\frac{1}{B'}\sum_b \frac{1}{L_b}\sum_t m_{bt}\ell_{bt}`
       — every answer weighs the same, so a token of a long answer weighs less (original GRPO).
     * ``"seq-mean-token-sum"``: :math:`\frac{1}{B'}\sum_b \sum_t m_{bt}\ell_{bt}`.
@@ -114,6 +120,7 @@ def aggregate(per_token: torch.Tensor, mask, mode: str = "token-mean", *, max_le
       mode: one of the four names above.
       max_len: ``"seq-mean-token-sum-norm"``'s :math:`T_\text{max}`, at least ``T`` (ignored by the
         other modes).
+      num_tokens: ``"token-mean"``'s :math:`N`, a positive number (ignored by the other modes).
 
     Returns:
       A scalar tensor.
@@ -121,7 +128,8 @@ def aggregate(per_token: torch.Tensor, mask, mode: str = "token-mean", *, max_le
     Reference:
       Yu et al., "DAPO", 2025, https://arxiv.org/abs/2503.14476 (token-level loss);
       Liu et al., "Understanding R1-Zero-Like Training", 2025,
-      https://arxiv.org/abs/2503.20783 (Dr. GRPO); verl's ``agg_loss``.
+      https://arxiv.org/abs/2503.20783 (Dr. GRPO); verl's ``agg_loss``; TRL's ``GRPOTrainer``
+      (``loss_type``).
     """
     check_choice(mode, "mode", AGG_MODES)
     per_token = float_tensor(per_token, "per_token", ndim=2, finite=False)
@@ -131,6 +139,11 @@ def aggregate(per_token: torch.Tensor, mask, mode: str = "token-mean", *, max_le
     mf = m.to(x.dtype)
     masked = torch.where(m, x, torch.zeros_like(x))  # (B, T)
     if mode == "token-mean":
+        if num_tokens is not None:
+            if isinstance(num_tokens, bool) or not isinstance(num_tokens, (int, float)) or not (
+                    math.isfinite(num_tokens) and num_tokens > 0):
+                raise ValueError(f"num_tokens must be a positive finite number, got {num_tokens!r}")
+            return masked.sum() / float(num_tokens)
         return masked.sum() / mf.sum().clamp(min=1.0)
     if mode == "seq-mean-token-sum-norm":
         width = per_token.shape[1]

@@ -21,14 +21,22 @@ from __future__ import annotations
 from ._checks import check_choice
 from .train import TrainConfig
 
-__all__ = ["LOSS_TYPES", "reinforce", "vineppo", "oracle", "grpo", "ppo", "dpo"]
+__all__ = ["LOSS_TYPES", "LOSS_TYPE_OPTIONS", "reinforce", "vineppo", "oracle", "grpo", "ppo", "dpo"]
 
 #: TRL's GRPO ``loss_type`` names and the aggregation mode (:func:`rlcore.aggregate`) each one means.
+#: ``"bnpo"`` and ``"dapo"`` share ``"token-mean"`` and differ in its divisor: ``"dapo"`` also sets
+#: ``token_mean_over="rollout"`` (:data:`LOSS_TYPE_OPTIONS`).
 LOSS_TYPES = {
     "grpo": "seq-mean-token-mean",
     "bnpo": "token-mean",
     "dapo": "token-mean",
     "dr_grpo": "seq-mean-token-sum-norm",
+}
+
+#: Every ``TrainConfig`` option a TRL ``loss_type`` sets.
+LOSS_TYPE_OPTIONS = {
+    name: {"loss_agg_mode": mode, "token_mean_over": "rollout" if name == "dapo" else "minibatch"}
+    for name, mode in LOSS_TYPES.items()
 }
 
 
@@ -62,10 +70,11 @@ def grpo(loss_type: str = "grpo", **options) -> TrainConfig:
     group's (:func:`rlcore.credit.group_credit`; ``scale_rewards`` is TRL's); two passes over each
     batch in two minibatches with PPO's clip (three of every four updates are off-policy, so the
     clip is live); no KL term unless ``beta > 0``. ``loss_type`` is TRL's aggregation name
-    (:data:`LOSS_TYPES`): ``"grpo"`` averages each answer's tokens, ``"dr_grpo"`` divides by a constant."""
+    (:data:`LOSS_TYPES`): ``"grpo"`` averages each answer's tokens, ``"bnpo"`` every token of a
+    minibatch, ``"dapo"`` every token of the batch, ``"dr_grpo"`` divides by a constant."""
     check_choice(loss_type, "loss_type", LOSS_TYPES)
     settings = dict(credit="group", steps=250, prompts_per_step=16, group_size=8, epochs=2, minibatches=2,
-                    clip_eps=0.2, loss_agg_mode=LOSS_TYPES[loss_type])
+                    clip_eps=0.2, **LOSS_TYPE_OPTIONS[loss_type])
     return TrainConfig(**{**settings, **options})
 
 

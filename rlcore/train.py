@@ -46,7 +46,11 @@ from .rollout import Rollout, generate, response_logits, response_logprobs
 from .tasks import Task, is_right, verify_batch
 from .tokens import token_logprobs
 
-__all__ = ["TrainConfig", "train", "update", "sample_and_grade", "PairPool", "check_config"]
+__all__ = ["TrainConfig", "train", "update", "sample_and_grade", "PairPool", "check_config", "TOKEN_MEAN_OVER"]
+
+#: What ``"token-mean"``'s divisor counts (``TrainConfig.token_mean_over``): each minibatch's own
+#: tokens (TRL's ``bnpo``), or the whole rollout's tokens over the number of minibatches (TRL's ``dapo``).
+TOKEN_MEAN_OVER = ("minibatch", "rollout")
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,9 @@ class TrainConfig:
     clip_eps: Optional[float] = None  # None: plain -c log pi (one pass only); a number: PPO's clip
     clip_eps_high: Optional[float] = None  # DAPO's clip-higher; None: clip_eps
     loss_agg_mode: str = "seq-mean-token-sum"  # rlcore.aggregate's mode (verl's name)
+    # "token-mean" divides each minibatch's token sum by its own token count ("minibatch": TRL's
+    # bnpo) or by the rollout's token count over the number of minibatches ("rollout": TRL's dapo)
+    token_mean_over: str = "minibatch"
     beta: float = 0.0  # KL strength: k3 in the loss (or -beta*KL in the reward); DPO's beta
     kl_in_reward: bool = False  # credit "gae": the KL penalty in the per-token reward, not the loss
     kl_kind: str = "k1"  # the estimator in the reward
@@ -128,6 +135,8 @@ class TrainConfig:
                      "resample_every", "offline_pairs", "probe_prompts"}
         else:
             skip |= {"clip_eps", "clip_eps_high", "loss_agg_mode"}
+        if self.credit == "dpo" or self.loss_agg_mode != "token-mean":
+            skip.add("token_mean_over")
         if self.clip_eps is None:
             skip.add("clip_eps_high")
         return {k: v for k, v in asdict(self).items() if k not in skip}
@@ -145,6 +154,7 @@ def check_config(config: TrainConfig) -> TrainConfig:
     check_choice(config.credit, "credit", CREDITS)
     check_choice(config.scale_rewards, "scale_rewards", SCALE_REWARDS)
     check_choice(config.loss_agg_mode, "loss_agg_mode", AGG_MODES)
+    check_choice(config.token_mean_over, "token_mean_over", TOKEN_MEAN_OVER)
     check_choice(config.kl_kind, "kl_kind", KL_KINDS)
     check_choice(config.dpo_loss_type, "dpo_loss_type", DPO_LOSS_TYPES)
     for name in ("steps", "prompts_per_step", "group_size", "epochs", "minibatches", "eval_every",
@@ -278,6 +288,11 @@ def _policy_gradient_objective(model, ro: Rollout, credit, old_logp, ref_logp, c
     """The loss every sampling method minimises on a minibatch ``idx`` of the rollout: the
     credit-weighted log-probs (clipped with PPO's ratio when ``clip_eps`` is set), plus β·k3 KL."""
 
+    norm = dict(max_len=config.max_new_tokens, num_tokens=None)
+    if config.loss_agg_mode == "token-mean" and config.token_mean_over == "rollout":
+        chunks = len(torch.arange(len(ro)).chunk(config.minibatches))  # the minibatches update() cuts
+        norm["num_tokens"] = max(ro.response_mask.sum().item(), 1) / chunks  # TRL's dapo
+
     def objective(idx):
         sub = ro.select(idx)
         mask = sub.response_mask
@@ -285,17 +300,16 @@ def _policy_gradient_objective(model, ro: Rollout, credit, old_logp, ref_logp, c
         logp = token_logprobs(logits, sub.response_ids) * mask  # (n, R) with gradient
         stats = {}
         if config.clip_eps is None:  # on-policy: the plain policy gradient, -sum_t c_t log pi(y_t)
-            loss = aggregate(-credit[idx] * logp, mask, config.loss_agg_mode, max_len=config.max_new_tokens)
+            loss = aggregate(-credit[idx] * logp, mask, config.loss_agg_mode, **norm)
         else:
             out = ppo_clip_loss(logp, old_logp[idx], credit[idx], mask, clip_eps=config.clip_eps,
-                                clip_eps_high=config.clip_eps_high, agg=config.loss_agg_mode,
-                                max_len=config.max_new_tokens)
+                                clip_eps_high=config.clip_eps_high, agg=config.loss_agg_mode, **norm)
             loss = out.loss
             stats.update(clip_frac=out.clip_frac.item(), approx_kl=out.approx_kl.item())
         stats["policy_loss"] = loss.item()
         if config.beta > 0 and not config.kl_in_reward:
             kl = kl_estimate(logp, ref_logp[idx], kind="k3")  # (n, R)
-            loss = loss + config.beta * aggregate(kl, mask, config.loss_agg_mode, max_len=config.max_new_tokens)
+            loss = loss + config.beta * aggregate(kl, mask, config.loss_agg_mode, **norm)
         with torch.no_grad():
             probs = torch.softmax(logits.detach(), dim=-1)
             entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)  # (n, R)
@@ -313,7 +327,8 @@ def _dpo_objective(model, pairs: PreferencePairs, config: TrainConfig) -> Callab
         batch = pairs.select(idx)
         chosen_logps, rejected_logps = pair_logprobs(model, batch)  # (K,), (K,) with gradient
         out = dpo_loss(chosen_logps, rejected_logps, batch.ref_chosen_logps, batch.ref_rejected_logps,
-                       beta=config.beta, loss_type=config.dpo_loss_type, label_smoothing=config.label_smoothing)
+                       beta=config.beta, loss_type=config.dpo_loss_type, label_smoothing=config.label_smoothing,
+                       chosen_lengths=batch.chosen.lengths, rejected_lengths=batch.rejected.lengths)
         loss = out.losses.mean()
         margin = out.chosen_rewards - out.rejected_rewards  # (K,)
         return loss, {

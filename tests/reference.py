@@ -356,9 +356,12 @@ def _log_sigmoid(z: float) -> float:
     return -math.log1p(math.exp(-z)) if z >= 0 else z - math.log1p(math.exp(z))
 
 
-def dpo_losses(pc, pr, rc, rr, beta=0.1, loss_type="sigmoid", label_smoothing=0.0):
-    """Per-pair DPO / IPO / hinge losses and the implicit rewards, each a [B] tensor."""
+def dpo_losses(pc, pr, rc, rr, beta=0.1, loss_type="sigmoid", label_smoothing=0.0, lc=None, lr=None):
+    """Per-pair DPO / IPO / hinge losses and the implicit rewards, each a [B] tensor; IPO on the
+    log-ratios averaged over the lengths lc, lr (ones when not given)."""
     pc, pr, rc, rr = (x.detach().to(F64).tolist() for x in (pc, pr, rc, rr))
+    lc = [1.0] * len(pc) if lc is None else [float(n) for n in lc]
+    lr = [1.0] * len(pc) if lr is None else [float(n) for n in lr]
     losses, chosen, rejected = [], [], []
     for b in range(len(pc)):
         h = (pc[b] - pr[b]) - (rc[b] - rr[b])
@@ -366,7 +369,8 @@ def dpo_losses(pc, pr, rc, rr, beta=0.1, loss_type="sigmoid", label_smoothing=0.
             s = label_smoothing
             losses.append(-(1 - s) * _log_sigmoid(beta * h) - s * _log_sigmoid(-beta * h))
         elif loss_type == "ipo":
-            losses.append((h - 1 / (2 * beta)) ** 2)
+            h_avg = (pc[b] - rc[b]) / lc[b] - (pr[b] - rr[b]) / lr[b]
+            losses.append((h_avg - 1 / (2 * beta)) ** 2)
         elif loss_type == "hinge":
             losses.append(max(0.0, 1 - beta * h))
         else:

@@ -123,7 +123,8 @@ def test_dpo_credit_is_minus_the_gradient_of_the_dpo_loss(seed):
         logp_r = (-torch.rand(K, width, generator=gen, dtype=torch.float64)).requires_grad_(True)
         ref_c, ref_r = -torch.rand(K, generator=gen, dtype=torch.float64), -torch.rand(K, generator=gen, dtype=torch.float64)
         seq_c, seq_r = (logp_c * cm).sum(1), (logp_r * rm).sum(1)
-        rlcore.dpo_loss(seq_c, seq_r, ref_c, ref_r, beta=0.3, loss_type=loss_type).losses.mean().backward()
+        rlcore.dpo_loss(seq_c, seq_r, ref_c, ref_r, beta=0.3, loss_type=loss_type, chosen_lengths=cm.sum(1),
+                        rejected_lengths=rm.sum(1)).losses.mean().backward()
         c_c, c_r = credit.dpo_credit(seq_c.detach(), seq_r.detach(), ref_c, ref_r, cm, rm, beta=0.3,
                                      loss_type=loss_type)
         assert torch.allclose(logp_c.grad, -c_c / K) and torch.allclose(logp_r.grad, -c_r / K), loss_type

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rlcore.credit import SCALE_REWARDS
-from rlcore.presets import LOSS_TYPES, grpo
+from rlcore.presets import LOSS_TYPE_OPTIONS, LOSS_TYPES, grpo
 from rlcore.settings import CHAPTER8_GRPO
 from rlcore.train import train
 
@@ -47,13 +47,13 @@ def test_bad_choices_raise_naming_the_field(fifth_grader, task, field, value):
 # One step of every variant
 # ---------------------------------------------------------------------------------------------
 
-VARIANTS = [pytest.param(dict(loss_agg_mode=LOSS_TYPES[lt], scale_rewards=sr), id=f"{lt}-{sr}")
+VARIANTS = [pytest.param(dict(**LOSS_TYPE_OPTIONS[lt], scale_rewards=sr), id=f"{lt}-{sr}")
             for lt, sr in itertools.product(LOSS_TYPES, SCALE_REWARDS)]
 VARIANTS += [
     pytest.param(dict(credit="rloo"), id="rloo"),
     pytest.param(dict(loss_agg_mode=LOSS_TYPES["dr_grpo"], scale_rewards="none", credit="rloo"), id="dr_grpo-rloo"),
     pytest.param(dict(beta=0.04), id="kl-in-loss"),
-    pytest.param(dict(loss_agg_mode=LOSS_TYPES["dapo"], clip_eps_high=0.28), id="dapo-clip-higher"),
+    pytest.param(dict(**LOSS_TYPE_OPTIONS["dapo"], clip_eps_high=0.28), id="dapo-clip-higher"),
     pytest.param(dict(epochs=1, minibatches=1), id="one-pass"),
     pytest.param(dict(shuffle=True, max_grad_norm=1.0), id="shuffled-clipped-gradients"),
     pytest.param(dict(clip_eps=None, epochs=1), id="plain-policy-gradient"),

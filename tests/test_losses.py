@@ -354,9 +354,33 @@ class TestDPOHandComputed:
         ],
     )
     def test_losses(self, loss_type, smoothing, expected):
+        ones = torch.ones(2, dtype=F64)  # IPO on summed log-probs: lengths of one
         out = rlcore.dpo_loss(self.pc, self.pr, self.rc, self.rr, beta=0.1, loss_type=loss_type,
-                              label_smoothing=smoothing)
+                              label_smoothing=smoothing, chosen_lengths=ones, rejected_lengths=ones)
         torch.testing.assert_close(out.losses, torch.tensor(expected, dtype=F64), atol=1e-6, rtol=0)
+
+    def test_ipo_averages_each_log_ratio_over_its_length(self):
+        # lengths (2, 4) and (5, 1): h̄ = (π_c − ref_c)/L_c − (π_r − ref_r)/L_r
+        # pair 0: 1/2 − (−1)/5 = 0.7;  pair 1: (−1)/4 − 1/1 = −1.25;  1/(2β) = 5
+        out = rlcore.dpo_loss(self.pc, self.pr, self.rc, self.rr, beta=0.1, loss_type="ipo",
+                              chosen_lengths=torch.tensor([2, 4]), rejected_lengths=torch.tensor([5, 1]))
+        torch.testing.assert_close(out.losses, torch.tensor([(0.7 - 5) ** 2, (-1.25 - 5) ** 2], dtype=F64))
+
+    def test_ipo_needs_the_lengths(self):
+        with pytest.raises(ValueError, match="chosen_lengths"):
+            rlcore.dpo_loss(self.pc, self.pr, self.rc, self.rr, loss_type="ipo")
+
+    @pytest.mark.parametrize("lengths, match", [
+        (torch.tensor([0, 3]), "chosen_lengths must be > 0"),
+        (torch.tensor([1, 2, 3]), "chosen_lengths"),
+        (torch.tensor([True, True]), "chosen_lengths"),
+        ([1, 2], "chosen_lengths"),
+        (torch.tensor([1.0, float("nan")]), "chosen_lengths"),
+    ], ids=["zero", "shape", "bool", "list", "nan"])
+    def test_ipo_rejects_bad_lengths(self, lengths, match):
+        with pytest.raises(ValueError, match=match):
+            rlcore.dpo_loss(self.pc, self.pr, self.rc, self.rr, loss_type="ipo", chosen_lengths=lengths,
+                            rejected_lengths=torch.ones(2))
 
     def test_implicit_rewards(self):
         # β(π_c − ref_c) = 0.1·(1, −1);  β(π_r − ref_r) = 0.1·(−1, 1)
@@ -385,8 +409,10 @@ class TestDPOHandComputed:
 def test_dpo_matches_reference(loss_type, beta, smoothing):
     g = torch.Generator().manual_seed(int(beta * 100))
     pc, pr, rc, rr = (-torch.rand(16, generator=g, dtype=F64) * 20 for _ in range(4))
-    out = rlcore.dpo_loss(pc, pr, rc, rr, beta=beta, loss_type=loss_type, label_smoothing=smoothing)
-    expected = ref.dpo_losses(pc, pr, rc, rr, beta, loss_type, smoothing)
+    lc, lr = torch.randint(1, 30, (16,), generator=g), torch.randint(1, 30, (16,), generator=g)
+    out = rlcore.dpo_loss(pc, pr, rc, rr, beta=beta, loss_type=loss_type, label_smoothing=smoothing,
+                          chosen_lengths=lc, rejected_lengths=lr)
+    expected = ref.dpo_losses(pc, pr, rc, rr, beta, loss_type, smoothing, lc.tolist(), lr.tolist())
     for got, want in zip(out, expected):
         torch.testing.assert_close(got, want)
 
@@ -402,8 +428,10 @@ def test_property_dpo_depends_only_on_the_margin(rows, beta, loss_type, shift):
     # Adding the same constant to π_c and ref_c (or to π_r and ref_r) leaves h, the loss and the
     # difference of the implicit rewards' margins unchanged.
     pc, pr, rc, rr = (torch.tensor(col, dtype=F64) for col in zip(*rows))
-    a = rlcore.dpo_loss(pc, pr, rc, rr, beta=beta, loss_type=loss_type)
-    b = rlcore.dpo_loss(pc + shift, pr, rc + shift, rr, beta=beta, loss_type=loss_type)
+    ones = torch.ones(len(rows), dtype=F64)
+    a = rlcore.dpo_loss(pc, pr, rc, rr, beta=beta, loss_type=loss_type, chosen_lengths=ones, rejected_lengths=ones)
+    b = rlcore.dpo_loss(pc + shift, pr, rc + shift, rr, beta=beta, loss_type=loss_type, chosen_lengths=ones,
+                        rejected_lengths=ones)
     torch.testing.assert_close(a.losses, b.losses, rtol=1e-9, atol=1e-9)
     assert torch.isfinite(a.losses).all() and bool((a.losses >= 0).all())
     expected = ref.dpo_losses(pc, pr, rc, rr, beta, loss_type)
@@ -438,8 +466,10 @@ def test_gradcheck_dpo(loss_type, smoothing):
     beta = 0.3
     h = (pc - pr) - (rc - rr)
     assert ((beta * h - 1).abs() > 1e-3).all()  # away from the hinge's kink
+    lc, lr = torch.tensor([1, 2, 3, 4, 5, 6]), torch.tensor([6, 5, 4, 3, 2, 1])
     assert torch.autograd.gradcheck(
-        lambda c, r: rlcore.dpo_loss(c, r, rc, rr, beta=beta, loss_type=loss_type, label_smoothing=smoothing).losses,
+        lambda c, r: rlcore.dpo_loss(c, r, rc, rr, beta=beta, loss_type=loss_type, label_smoothing=smoothing,
+                                     chosen_lengths=lc, rejected_lengths=lr).losses,
         (pc.requires_grad_(), pr.requires_grad_()),
     )
 

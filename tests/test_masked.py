@@ -392,3 +392,24 @@ def test_dr_grpo_normaliser_is_the_generation_budget_not_the_batch_width():
     for bad in (6, 0, 12.0, True):
         with pytest.raises(ValueError, match="max_len"):
             rlcore.aggregate(loss, mask, "seq-mean-token-sum-norm", max_len=bad)
+
+
+def test_token_mean_divides_by_num_tokens_when_given():
+    """TRL's dapo: each minibatch's token sum over the whole batch's tokens per minibatch, so that the
+    sum of the minibatch losses is the batch's token mean times the number of minibatches."""
+    # rows of lengths 3, 1 | 2, 2: minibatch sums 1+2+3+4 = 10 and 5+6+7+8 = 26, 8 tokens in all
+    loss = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0], [5.0, 6.0, 0.0], [7.0, 8.0, 0.0]], dtype=torch.float64)
+    mask = loss != 0
+    first = rlcore.aggregate(loss[:2], mask[:2], "token-mean", num_tokens=8 / 2)
+    second = rlcore.aggregate(loss[2:], mask[2:], "token-mean", num_tokens=8 / 2)
+    assert first.item() == 10 / 4 and second.item() == 26 / 4
+    assert first + second == 2 * rlcore.aggregate(loss, mask, "token-mean")
+    # bnpo (no num_tokens): each minibatch over its own 4 tokens here, 10/4 and 26/4 as well; unequal counts differ
+    assert rlcore.aggregate(loss[:1], mask[:1], "token-mean").item() == 6 / 3
+    assert rlcore.aggregate(loss[:1], mask[:1], "token-mean", num_tokens=4.0).item() == 6 / 4
+    # the other modes do not read num_tokens
+    assert rlcore.aggregate(loss, mask, "seq-mean-token-mean", num_tokens=3) == rlcore.aggregate(
+        loss, mask, "seq-mean-token-mean")
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "8"):
+        with pytest.raises(ValueError, match="num_tokens"):
+            rlcore.aggregate(loss, mask, "token-mean", num_tokens=bad)

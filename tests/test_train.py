@@ -90,6 +90,45 @@ def test_grpo_step_equals_the_old_grpo_loop(fifth_grader, task, overrides):
     assert all(torch.equal(a, b) for a, b in zip(old.parameters(), new.parameters()))
 
 
+@pytest.mark.parametrize("loss_type", ["bnpo", "dapo"])
+def test_bnpo_and_dapo_steps_equal_their_hand_loops(fifth_grader, task, loss_type):
+    """TRL's bnpo divides each minibatch's token sum by its own tokens; dapo by the rollout's token
+    count over the number of minibatches (every token of the batch weighs the same)."""
+    config = presets.grpo(loss_type=loss_type, prompts_per_step=10, group_size=4, beta=0.04)
+    model, tokenizer = fifth_grader
+    old, reference = copy.deepcopy(model), frozen_copy(model)
+    opt = torch.optim.Adam(old.parameters(), lr=config.lr)
+    ro, rewards = _sample(old, tokenizer, task, config)
+    advantages = rlcore.group_advantages(rewards, config.group_size, scale="std")
+    assert advantages.abs().sum() > 0, "some group must carry a signal for the test to bite"
+    with torch.no_grad():
+        old_logp, ref_logp = response_logprobs(old, ro), response_logprobs(reference, ro)
+    chunks = torch.arange(len(ro)).chunk(config.minibatches)
+    counts = [int(ro.response_mask[idx].sum()) for idx in chunks]
+    assert len(set(counts)) > 1, "the two minibatches should hold different token counts for the test to bite"
+    old.train()
+    for _ in range(config.epochs):
+        for idx in chunks:
+            sub = ro.select(idx)
+            logp = response_logprobs(old, sub)
+            ratio = torch.exp(logp - old_logp[idx])
+            adv = advantages[idx][:, None]
+            per_token = -torch.minimum(ratio * adv, ratio.clamp(1 - config.clip_eps, 1 + config.clip_eps) * adv)
+            per_token = per_token + config.beta * rlcore.kl_estimate(logp, ref_logp[idx], kind="k3")
+            total = (per_token * sub.response_mask).sum()
+            divisor = sub.response_mask.sum() if loss_type == "bnpo" else ro.response_mask.sum() / len(chunks)
+            opt.zero_grad()
+            (total / divisor).backward()
+            opt.step()
+    new = _one_step_of_train(fifth_grader, task, config)
+    for a, b in zip(old.parameters(), new.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    other = _one_step_of_train(fifth_grader, task, presets.grpo(loss_type="dapo" if loss_type == "bnpo" else "bnpo",
+                                                                  prompts_per_step=10, group_size=4, beta=0.04))
+    # Adam is nearly blind to a loss's scale, but not to the ratio of two minibatches' scales
+    assert max((a - b).abs().max().item() for a, b in zip(new.parameters(), other.parameters())) > 0
+
+
 def test_ppo_step_equals_the_old_ppo_loop(fifth_grader, task):
     config = presets.ppo(prompts_per_step=8)
     model, tokenizer = fifth_grader
@@ -371,10 +410,10 @@ def test_the_loop_normalises_dr_grpo_by_the_generation_budget(monkeypatch):
 
     seen = []
 
-    def spy(per_token, mask, mode="token-mean", *, max_len=None):
+    def spy(per_token, mask, mode="token-mean", *, max_len=None, num_tokens=None):
         if mode == "seq-mean-token-sum-norm":
             seen.append(max_len)
-        return aggregate(per_token, mask, mode, max_len=max_len)
+        return aggregate(per_token, mask, mode, max_len=max_len, num_tokens=num_tokens)
 
     monkeypatch.setattr(train_module, "aggregate", spy)
     monkeypatch.setattr(rlcore.losses, "aggregate", spy)
