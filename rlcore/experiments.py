@@ -8,6 +8,9 @@
     python -m rlcore.experiments compare    [--seeds 0 1 2 3 4] [--kernels native default] [--budget N] [--methods NAME ...] [--jobs N] [--out PATH]
     python -m rlcore.experiments credit     [--seeds 0 1 2 3 4] [--kernels native] [--budget N] [--methods NAME ...] [--jobs N] [--out PATH]
     python -m rlcore.experiments credit-accuracy [--seed N] [--out PATH]
+    python -m rlcore.experiments trl-grpo   [--seed N | --seeds 0 1 2] [--steps N] [--loss-type grpo|bnpo|dapo|dr_grpo]
+                                            [--model HUB_ID [--dataset openai/gsm8k] [--use-vllm]] [--out DIR]
+    python -m rlcore.experiments trl-rloo   [--seed N | --seeds 0 1 2] [--steps N] [--model HUB_ID ...]
 
 A tqdm bar goes to stderr; the last line on stdout is one JSON object with at least
 ``accuracy_before`` and ``accuracy_after`` (held-out, greedy, 0–1), ``samples`` (answers
@@ -18,6 +21,13 @@ With ``--seeds`` the JSON line holds one result per seed plus their mean and sta
 writes the results file and prints one summary per method; ``credit`` does the same for the credit
 race on the running sums (chapter 11, :data:`rlcore.compare.SUITES`), and ``credit-accuracy``
 scores every method's credit against the Monte Carlo ground truth (:mod:`rlcore.credit_accuracy`).
+``trl-grpo`` and ``trl-rloo`` run chapter 8's GRPO, or on-policy RLOO (16 problems × 4 answers), on Hugging Face TRL's
+trainers (:mod:`rlcore.scale`, chapter 12): on the CPU with the shipped fifth grader by default, and
+unchanged under ``accelerate launch`` on GPUs with ``--model`` (a hub causal LM), a GSM8K-style
+dataset and ``--use-vllm``::
+
+    accelerate launch --config_file rlcore/assets/accelerate/multi_gpu.yaml --num_processes 8 \
+        -m rlcore.experiments trl-grpo --model Qwen/Qwen2.5-0.5B-Instruct --use-vllm --steps 500
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ from .evaluation import accuracy
 from .policy import FIFTH_GRADER_DIR, RUNNING_SUM_GRADER_DIR, TOKENIZER_DIR, save_policy, save_tokenizer
 from .reproducibility import book_seed
 from .runs import run_dpo, run_grpo, run_ppo, run_reinforce
+from . import presets
+from .presets import LOSS_TYPES
 from .settings import POLICY_SETTINGS, SFT_SETTINGS, TASKS, make_task
 from .sft import SFTConfig, train_sft
 
@@ -90,7 +102,7 @@ def _summarise(results: list[dict]) -> dict:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlcore.experiments", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=["sft", "reinforce", "ppo", "grpo", "dpo", "compare", "credit",
-                                         "credit-accuracy"])
+                                         "credit-accuracy", "trl-grpo", "trl-rloo"])
     parser.add_argument("--seed", type=int, default=None,
                         help="random seed (default: $RLCORE_SEED, or 0 when it is unset)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds: mean and spread")
@@ -116,6 +128,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="compare, credit: runs at once, each in its own one-thread process (default: 1)")
     parser.add_argument("--eval-samples", type=int, default=None,
                         help="compare: evaluate about every this many sampled answers")
+    parser.add_argument("--model", default=None,
+                        help="trl-grpo, trl-rloo: a hub causal LM to train instead of the fifth grader")
+    parser.add_argument("--dataset", default="openai/gsm8k",
+                        help="trl-*, with --model: a GSM8K-style dataset (hub id or JSON-lines file)")
+    parser.add_argument("--use-vllm", action="store_true", help="trl-*: generate with vLLM (a GPU)")
+    parser.add_argument("--loss-type", default="grpo", choices=sorted(LOSS_TYPES),
+                        help="trl-grpo: TRL's loss_type (default: grpo, the book's)")
     args = parser.parse_args(argv)
     if args.seed is None:
         args.seed = book_seed()
@@ -131,6 +150,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     elif args.device == "cpu":
         torch.set_num_threads(1)
     start = time.perf_counter()
+    if args.name in ("trl-grpo", "trl-rloo"):
+        return _main_trl(args, start)
     if args.name == "sft":
         result = run_sft(seed=args.seed, steps=args.steps, device=args.device, task=args.task, out=args.out)
     else:
@@ -145,6 +166,31 @@ def main(argv: Optional[list[str]] = None) -> int:
         result = runs[0] if len(runs) == 1 else _summarise(runs)
     result["total_seconds"] = time.perf_counter() - start
     sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+def _main_trl(args, start: float) -> int:
+    """``trl-grpo`` / ``trl-rloo``: the book's run on TRL (:func:`rlcore.scale.run_trl`). Under
+    ``accelerate launch`` every process trains; the first one prints the JSON line."""
+    import os
+
+    from .scale import run_trl
+
+    if args.name == "trl-grpo":
+        config = presets.grpo(loss_type=args.loss_type)
+    else:  # on-policy RLOO (one plain step per batch), which is what TRL's RLOOTrainer computes then
+        config = presets.reinforce("rloo", prompts_per_step=16, group_size=4)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    runs = []
+    for seed in args.seeds or [args.seed]:
+        run = run_trl(config, seed=seed, steps=args.steps, model_id=args.model, dataset=args.dataset,
+                      use_vllm=args.use_vllm, output_dir=args.out, progress=main_process)
+        run.pop("model", None)
+        runs.append(run)
+    result = runs[0] if len(runs) == 1 or args.model else _summarise(runs)
+    result["total_seconds"] = time.perf_counter() - start
+    if main_process:
+        sys.stdout.write(json.dumps(result) + "\n")
     return 0
 
 
