@@ -1,4 +1,4 @@
-"""Benchmarks, run on demand:  ``python -m rlcore.bench gae``  and  ``python -m rlcore.bench logprobs``.
+"""Benchmarks, run on demand:  ``python -m rlcore.bench gae``, ``logprobs`` and ``trl``.
 
 Not a test: timings depend on the machine. Each benchmark times its contenders side by side in
 one process on the same inputs, reports medians and ratios, and checks that they agree.
@@ -17,6 +17,12 @@ one process on the same inputs, reports medians and ratios, and checks that they
 
 It also times ``rlcore.gae`` with the masks but without dones: one answer per row, the shape of
 language-model RL, where the cost of finding and cutting at episode ends is not paid.
+
+``trl`` trains chapter 8's GRPO twice per seed from the shipped fifth grader, with the book's loop
+and with TRL's ``GRPOTrainer`` (:mod:`rlcore.scale`), same settings and budget, one after the other
+in this process on one thread: CPU seconds per 1,000 sampled answers (the evaluations excluded, as
+each run evaluates the same held-out problems at the same points) and held-out accuracy, with the
+ratio TRL / rlcore. ``--steps`` and ``--seeds`` set the budget.
 
 ``logprobs`` compares the peak extra memory and time of ``rlcore.token_logprobs`` with the naive
 ``log_softmax(logits).gather(...)`` on logits of ``8 × 512 × 32000`` float32.
@@ -244,9 +250,75 @@ def _peak_extra_bytes(which: str, B: int, T: int, V: int) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
+def bench_trl(*, steps: int = 100, seeds=(0, 1, 2), eval_every: int = 10, progress: bool = True,
+              out_path=None) -> dict:
+    """Chapter 8's GRPO on the book's loop and on TRL: CPU seconds per 1,000 answers (training only)
+    and held-out accuracy per seed, their means and the ratio; prints a table. With ``out`` the
+    result, every run's evaluation history included, is saved as JSON (chapter 12 reads
+    ``rlcore/assets/results/trl_grpo.json``)."""
+    from dataclasses import replace
+
+    from .runs import run_grpo
+    from .scale import run_trl
+    from .settings import CHAPTER8_GRPO
+
+    config = replace(CHAPTER8_GRPO, eval_every=eval_every)
+    rows = []
+    for seed in seeds:
+        for name in ("rlcore", "trl"):
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            if name == "rlcore":
+                run = run_grpo(config=config, seed=seed, steps=steps, progress=progress)
+            else:
+                run = run_trl(config, seed=seed, steps=steps, progress=progress)
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            train_wall = run["history"][-1]["seconds"]  # training time, the evaluations excluded
+            train_cpu = cpu * train_wall / wall  # one thread: CPU time follows wall time
+            history = [{k: h[k] for k in ("step", "samples", "accuracy", "seconds")}
+                       for h in run["history"] if "accuracy" in h]
+            rows.append({"impl": name, "seed": seed, "answers": run["samples"], "accuracy": run["accuracy_after"],
+                         "cpu_per_1k": 1000 * train_cpu / run["samples"], "wall_seconds": wall,
+                         "history": history})
+    out: dict = {}
+    for name in ("rlcore", "trl"):
+        mine = [r for r in rows if r["impl"] == name]
+        out[name] = {"cpu_per_1k": statistics.mean(r["cpu_per_1k"] for r in mine),
+                     "accuracy": statistics.mean(r["accuracy"] for r in mine),
+                     "accuracy_runs": [r["accuracy"] for r in mine]}
+    out["ratio_cpu"] = out["trl"]["cpu_per_1k"] / out["rlcore"]["cpu_per_1k"]
+    out["rows"] = rows
+    print(f"GRPO, {steps} steps x 128 answers, seeds {list(seeds)}, {torch.get_num_threads()} thread(s)")
+    print(f"{'':>8} | {'CPU s / 1k answers':>18} | {'held-out accuracy (per seed)':>30}")
+    for name in ("rlcore", "trl"):
+        accs = ", ".join(f"{a:.3f}" for a in out[name]["accuracy_runs"])
+        print(f"{name:>8} | {out[name]['cpu_per_1k']:>18.2f} | {out[name]['accuracy']:.3f} ({accs})")
+    print(f"TRL / rlcore CPU time per answer: {out['ratio_cpu']:.2f}x")
+    if out_path is not None:
+        import json
+        import platform
+
+        out["settings"] = {"steps": steps, "seeds": list(seeds), "eval_every": eval_every,
+                           "answers_per_step": config.answers_per_step, "threads": torch.get_num_threads(),
+                           "torch": torch.__version__, "trl": _version("trl"), "transformers": _version("transformers"),
+                           "cpu_capability": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine()}
+        with open(out_path, "w") as f:
+            json.dump(out, f, indent=1)
+            f.write("\n")
+    return out
+
+
+def _version(package: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(package)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlcore.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("which", choices=["gae", "logprobs", "all"])
+    parser.add_argument("which", choices=["gae", "logprobs", "trl", "all"])
+    parser.add_argument("--steps", type=int, default=100, help="trl: book steps per run (128 answers each)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="trl: seeds")
+    parser.add_argument("--out", default=None, help="trl: save the results (and every run's curve) as JSON here")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None,
                         help="PyTorch threads (default: PyTorch's own choice for this machine)")
@@ -261,6 +333,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         bench_gae(repeats=args.repeats, warm_allocator=not args.cold_allocator)
     if args.which in ("logprobs", "all"):
         bench_logprobs(repeats=min(args.repeats, 3))
+    if args.which == "trl":  # not part of "all": it trains six models
+        torch.set_num_threads(args.threads or 1)
+        bench_trl(steps=args.steps, seeds=args.seeds, out_path=args.out)
     return 0
 
 

@@ -44,8 +44,8 @@ from .tasks import verify
 from .train import TrainConfig
 
 __all__ = [
-    "OPTION_MAP", "TRL_LOSS_TYPES", "trl_loss_type", "grpo_args", "verifier_reward", "gsm8k_reward",
-    "final_number", "prompt_dataset", "gsm8k_dataset", "HeldOutAccuracy", "build_trainer", "run_trl",
+    "OPTION_MAP", "TRL_LOSS_TYPES", "trl_loss_type", "trl_grpo_loss", "trl_dpo_loss", "grpo_args", "verifier_reward", "gsm8k_reward",
+    "args_eps", "final_number", "prompt_dataset", "gsm8k_dataset", "HeldOutAccuracy", "build_trainer", "run_trl",
 ]
 
 #: ``(loss_agg_mode, token_mean_over)`` of a :class:`~rlcore.train.TrainConfig` and the TRL
@@ -81,6 +81,115 @@ OPTION_MAP = (
     ("credit=\"group\"", "GRPOTrainer", "algorithm.adv_estimator=grpo", "group baseline"),
     ("seed", "seed", "(data.seed)", "sampling and shuffling"),
 )
+
+
+class _OneProcess:
+    """What TRL's loss code asks of ``accelerate`` on a single process."""
+
+    num_processes = 1
+    device = torch.device("cpu")
+    sync_gradients = True
+
+    def gather(self, x):
+        return x
+
+    gather_for_metrics = gather
+
+    def reduce(self, x, reduction="sum"):
+        return x
+
+
+def trl_grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor, advantages: torch.Tensor,
+                  mask, *, loss_type: str = "dapo", beta: float = 0.0, epsilon: float = 0.2,
+                  epsilon_high: Optional[float] = None, max_completion_length: int = 512,
+                  num_items_in_batch: Optional[float] = None, steps_per_generation: int = 1,
+                  use_bias_correction_kl: bool = False) -> tuple[torch.Tensor, dict]:
+    """TRL's own GRPO loss on given tensors: ``GRPOTrainer._compute_loss`` run on a stand-in
+    trainer that holds only what the method reads, its forward pass replaced by ``logp``.
+
+    For checking an implementation against TRL number for number (``tests/test_trl_parity.py``,
+    chapter 12); one process, no gradient accumulation, token-level ratios, no entropy terms.
+
+    Args:
+      logp: ``[B, T]`` log π of the completion tokens (may carry a gradient).
+      old_logp, ref_logp: ``[B, T]`` under the sampling policy and the reference.
+      advantages: ``[B]`` one per completion.
+      mask: ``[B, T]`` the completion mask.
+      loss_type, beta, epsilon, epsilon_high, max_completion_length, steps_per_generation,
+        use_bias_correction_kl: TRL's ``GRPOConfig`` options of those names.
+      num_items_in_batch: the generation batch's token count (``"dapo"``); default ``mask``'s.
+
+    Returns:
+      ``(loss, metrics)``: the scalar loss and the metrics TRL logged (``"kl"``, clip ratios).
+    """
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from trl import GRPOTrainer
+
+    B, T = logp.shape
+    me = SimpleNamespace(
+        loss_type=loss_type, beta=beta, epsilon_low=epsilon, epsilon_high=epsilon if epsilon_high is None else epsilon_high,
+        importance_sampling_level="token", off_policy_mask_threshold=None, top_entropy_quantile=1.0,
+        use_vllm=False, vllm_importance_sampling_correction=False, max_completion_length=max_completion_length,
+        current_gradient_accumulation_steps=1, accelerator=_OneProcess(), model=SimpleNamespace(training=True),
+        args=SimpleNamespace(delta=None, use_bias_correction_kl=use_bias_correction_kl,
+                             steps_per_generation=steps_per_generation),
+        _entropy_bonus_enabled=False, aux_loss_enabled=False, _metrics={"train": defaultdict(list)},
+        _get_per_token_logps_and_entropies=lambda *a, **k: (logp, torch.zeros_like(logp), None),
+    )
+    mask = torch.as_tensor(mask)
+    items = float(mask.sum()) if num_items_in_batch is None else float(num_items_in_batch)
+    inputs = {
+        "prompt_ids": torch.zeros(B, 1, dtype=torch.long), "prompt_mask": torch.ones(B, 1, dtype=torch.long),
+        "completion_ids": torch.zeros(B, T, dtype=torch.long), "completion_mask": mask.long(),
+        "advantages": advantages, "old_per_token_logps": old_logp, "ref_per_token_logps": ref_logp,
+        "num_items_in_batch": torch.tensor(items),
+    }
+    loss = GRPOTrainer._compute_loss(me, None, inputs)
+    return loss, dict(me._metrics["train"])
+
+
+def trl_dpo_loss(per_token_logps: torch.Tensor, completion_mask, ref_chosen_logps: torch.Tensor,
+                 ref_rejected_logps: torch.Tensor, *, loss_type: str = "sigmoid", beta: float = 0.1,
+                 label_smoothing: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """TRL's own DPO loss on given tensors: ``DPOTrainer._compute_loss`` on a stand-in trainer and a
+    stand-in model that returns ``per_token_logps`` as TRL's fused LM head would.
+
+    Args:
+      per_token_logps: ``[2K, T]`` log π of each completion token, the ``K`` chosen rows first, 0 off
+        the completion (as the fused head returns them).
+      completion_mask: ``[2K, T + 1]`` TRL's completion mask over the input ids (its first column
+        is the prompt's last token).
+      ref_chosen_logps, ref_rejected_logps: ``[K]`` sequence log-probs under the reference.
+      loss_type, beta, label_smoothing: TRL's ``DPOConfig`` options of those names.
+
+    Returns:
+      ``(loss, metrics)``: the mean loss and the metrics TRL logged (``"rewards/chosen"``, ...).
+    """
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from trl import DPOTrainer
+
+    n, T = per_token_logps.shape
+    me = SimpleNamespace(
+        model=SimpleNamespace(training=True), accelerator=_OneProcess(), aux_loss_enabled=False, ld_alpha=None,
+        precompute_ref_logps=True, f_divergence_type="reverse_kl", loss_types=[loss_type], loss_weights=[1.0],
+        beta=beta, label_smoothing=label_smoothing, use_weighting=False, _metrics={"train": defaultdict(list)},
+        _total_train_tokens=0, _tp_size=1,
+    )
+    zeros = torch.zeros(n, T, dtype=per_token_logps.dtype)
+
+    def model(**kwargs):
+        return SimpleNamespace(log_probs=per_token_logps, entropy=zeros, mean_logits=zeros,
+                               is_top1=torch.zeros(n, T, dtype=torch.bool))
+
+    inputs = {"input_ids": torch.zeros(n, T + 1, dtype=torch.long), "attention_mask": torch.ones(n, T + 1),
+              "completion_mask": torch.as_tensor(completion_mask), "ref_chosen_logps": ref_chosen_logps,
+              "ref_rejected_logps": ref_rejected_logps}
+    loss = DPOTrainer._compute_loss(me, model, inputs, return_outputs=False)
+    return loss, dict(me._metrics["train"])
 
 
 def trl_loss_type(config: TrainConfig) -> str:
@@ -139,8 +248,8 @@ def grpo_args(config: TrainConfig, *, output_dir, steps: Optional[int] = None, u
         weight_decay=0.0,
         adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8,  # torch.optim.Adam's, as the book's loop
         max_grad_norm=config.max_grad_norm or 0.0,
-        epsilon=0.2 if config.clip_eps is None else config.clip_eps,  # on-policy the clip never binds
-        epsilon_high=config.clip_eps_high,
+        epsilon=args_eps(config),
+        epsilon_high=config.clip_eps_high if config.clip_eps_high is not None else args_eps(config),
         beta=config.beta,
         seed=config.seed,
         data_seed=config.seed,
@@ -167,7 +276,14 @@ def grpo_args(config: TrainConfig, *, output_dir, steps: Optional[int] = None, u
         args.update(normalize_advantages=False)
         cls = RLOOConfig
     args.update(overrides)
-    return cls(**args)
+    with _quiet():
+        return cls(**args)
+
+
+def args_eps(config: TrainConfig) -> float:
+    """TRL's ``epsilon`` for ``config``: its ``clip_eps``, or TRL's 0.2 for an on-policy run (one
+    pass, one minibatch), where every ratio is 1 and the clip never binds."""
+    return 0.2 if config.clip_eps is None else config.clip_eps
 
 
 def verifier_reward(no_answer_penalty: float = 0.1) -> Callable:
@@ -314,8 +430,7 @@ def build_trainer(config: TrainConfig, model, tokenizer, task=None, *, output_di
     from trl import GRPOTrainer, RLOOTrainer
 
     steps = config.steps if steps is None else steps
-    with _quiet():
-        args = grpo_args(config, output_dir=output_dir, steps=steps, use_vllm=use_vllm, **overrides)
+    args = grpo_args(config, output_dir=output_dir, steps=steps, use_vllm=use_vllm, **overrides)
     if train_dataset is None:
         if task is None:
             raise ValueError("task or train_dataset must be given")

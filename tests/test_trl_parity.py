@@ -3,9 +3,10 @@
 Every name the book says it shares with TRL (GRPO's ``loss_type`` and ``scale_rewards``, the DPO
 ``loss_type``s, the k3 KL term, the RLOO baseline, token log-probs) is computed here by TRL's own
 code and by rlcore's on identical random tensors, in float64, and compared to 1e-10: the value and
-the gradient. TRL's loss code lives inside its trainers' ``_compute_loss`` methods; the tests call
-those methods on a stand-in trainer object that holds only the attributes the method reads, and
-feed them the tensors a forward pass would have produced. TRL's advantages are computed inside
+the gradient. TRL's loss code lives inside its trainers' ``_compute_loss`` methods;
+:func:`rlcore.scale.trl_grpo_loss` and :func:`rlcore.scale.trl_dpo_loss` call those methods on a
+stand-in trainer object that holds only the attributes the method reads, fed the tensors a forward
+pass would have produced. TRL's advantages are computed inside
 generation, so those tests build a real trainer on the shipped fifth grader and call its
 ``_generate_and_score_completions`` with rewards the test chooses.
 
@@ -18,9 +19,6 @@ conservative DPO's ``label_smoothing`` (TRL 1.x ignores it for ``"sigmoid"``).
 from __future__ import annotations
 
 import copy
-from collections import defaultdict
-from types import SimpleNamespace
-
 import pytest
 import torch
 
@@ -28,27 +26,12 @@ import rlcore
 from rlcore.presets import LOSS_TYPE_OPTIONS, LOSS_TYPES
 
 trl = pytest.importorskip("trl", reason="TRL is a test dependency (requirements.txt)")
-from trl import DPOTrainer, GRPOTrainer, RLOOTrainer  # noqa: E402
 from trl.trainer.utils import selective_log_softmax  # noqa: E402
+
+from rlcore import scale  # noqa: E402
 
 F64 = torch.float64
 TOL = dict(rtol=0, atol=1e-10)
-
-
-class _OneProcess:
-    """What TRL's loss code asks of ``accelerate`` on a single process."""
-
-    num_processes = 1
-    device = torch.device("cpu")
-    sync_gradients = True
-
-    def gather(self, x):
-        return x
-
-    gather_for_metrics = gather
-
-    def reduce(self, x, reduction="sum"):
-        return x
 
 
 def _batch(seed: int, B: int = 6, T: int = 9, empty_row: bool = False):
@@ -67,24 +50,10 @@ def _batch(seed: int, B: int = 6, T: int = 9, empty_row: bool = False):
 
 def _trl_grpo_loss(logp, old, ref, adv, mask, *, loss_type, beta, eps=0.2, eps_high=None, max_len=12,
                    gen_tokens=None, minibatches=1, bias_correction=False):
-    """TRL's GRPOTrainer._compute_loss on these tensors (one process, no gradient accumulation)."""
-    B, T = logp.shape
-    me = SimpleNamespace(
-        loss_type=loss_type, beta=beta, epsilon_low=eps, epsilon_high=eps if eps_high is None else eps_high,
-        importance_sampling_level="token", off_policy_mask_threshold=None, top_entropy_quantile=1.0,
-        use_vllm=False, vllm_importance_sampling_correction=False, max_completion_length=max_len,
-        current_gradient_accumulation_steps=1, accelerator=_OneProcess(), model=SimpleNamespace(training=True),
-        args=SimpleNamespace(delta=None, use_bias_correction_kl=bias_correction, steps_per_generation=minibatches),
-        _entropy_bonus_enabled=False, aux_loss_enabled=False, _metrics={"train": defaultdict(list)},
-        _get_per_token_logps_and_entropies=lambda *a, **k: (logp, torch.zeros_like(logp), None),
-    )
-    inputs = {
-        "prompt_ids": torch.zeros(B, 1, dtype=torch.long), "prompt_mask": torch.ones(B, 1, dtype=torch.long),
-        "completion_ids": torch.zeros(B, T, dtype=torch.long), "completion_mask": mask.long(),
-        "advantages": adv, "old_per_token_logps": old, "ref_per_token_logps": ref,
-        "num_items_in_batch": torch.tensor(float(mask.sum() if gen_tokens is None else gen_tokens)),
-    }
-    return GRPOTrainer._compute_loss(me, None, inputs), me._metrics["train"]
+    """TRL's GRPOTrainer._compute_loss on these tensors (rlcore.scale.trl_grpo_loss)."""
+    return scale.trl_grpo_loss(logp, old, ref, adv, mask, loss_type=loss_type, beta=beta, epsilon=eps,
+                               epsilon_high=eps_high, max_completion_length=max_len, num_items_in_batch=gen_tokens,
+                               steps_per_generation=minibatches, use_bias_correction_kl=bias_correction)
 
 
 def _rlcore_grpo_loss(logp, old, ref, adv, mask, *, loss_type, beta, eps=0.2, eps_high=None, max_len=12,
@@ -234,7 +203,7 @@ def trl_trainers(tmp_path_factory):
 def _trl_advantages(trainer, reward, prompts, rewards):
     reward.values = rewards.tolist()
     rows = [{"prompt": p, "answer": a} for p, a in zip(prompts["prompt"], prompts["answer"]) for _ in range(4)]
-    with torch.no_grad():
+    with torch.no_grad(), scale._quiet():
         return trainer._generate_and_score_completions(rows)["advantages"]
 
 
@@ -277,24 +246,9 @@ def test_rloo_advantages_match_trls_leave_one_out_baseline(trl_trainers, seed):
 # ---------------------------------------------------------------------------------------------
 
 def _trl_dpo(per_token_logps, completion_mask, ref_chosen, ref_rejected, *, loss_type, beta, label_smoothing=0.0):
-    """TRL's DPOTrainer._compute_loss: ``per_token_logps`` ``[2K, T]`` (chosen rows first) as the
-    fused LM head returns them (0 off the completion); ``completion_mask`` ``[2K, T + 1]``."""
-    n, T = per_token_logps.shape
-    me = SimpleNamespace(
-        model=SimpleNamespace(training=True), accelerator=_OneProcess(), aux_loss_enabled=False, ld_alpha=None,
-        precompute_ref_logps=True, f_divergence_type="reverse_kl", loss_types=[loss_type], loss_weights=[1.0],
-        beta=beta, label_smoothing=label_smoothing, use_weighting=False, _metrics={"train": defaultdict(list)},
-        _total_train_tokens=0, _tp_size=1,
-    )
-    zeros = torch.zeros(n, T, dtype=F64)
-
-    def model(**kwargs):
-        return SimpleNamespace(log_probs=per_token_logps, entropy=zeros, mean_logits=zeros,
-                               is_top1=torch.zeros(n, T, dtype=torch.bool))
-
-    inputs = {"input_ids": torch.zeros(n, T + 1, dtype=torch.long), "attention_mask": torch.ones(n, T + 1),
-              "completion_mask": completion_mask, "ref_chosen_logps": ref_chosen, "ref_rejected_logps": ref_rejected}
-    return DPOTrainer._compute_loss(me, model, inputs, return_outputs=False), me._metrics["train"]
+    """TRL's DPOTrainer._compute_loss (rlcore.scale.trl_dpo_loss)."""
+    return scale.trl_dpo_loss(per_token_logps, completion_mask, ref_chosen, ref_rejected, loss_type=loss_type,
+                              beta=beta, label_smoothing=label_smoothing)
 
 
 def _pairs(seed, K=5, T=8):
