@@ -40,13 +40,27 @@ import torch
 
 from ._checks import check_choice
 from .evaluation import accuracy
+from .policy import ASSETS
 from .tasks import verify
 from .train import TrainConfig
 
 __all__ = [
-    "OPTION_MAP", "TRL_LOSS_TYPES", "trl_loss_type", "trl_grpo_loss", "trl_dpo_loss", "grpo_args", "verifier_reward", "gsm8k_reward",
+    "RESULTS_PATH", "load_results", "OPTION_MAP", "TRL_LOSS_TYPES", "trl_loss_type", "trl_grpo_loss", "trl_dpo_loss", "grpo_args", "verifier_reward", "gsm8k_reward",
     "args_eps", "final_number", "prompt_dataset", "gsm8k_dataset", "HeldOutAccuracy", "build_trainer", "run_trl",
 ]
+
+#: Where ``python -m rlcore.bench trl --out`` saved chapter 12's runs (five seeds of the book's GRPO on
+#: its own loop and on TRL, every curve, the CPU time per answer of each).
+RESULTS_PATH = ASSETS / "results" / "trl_grpo.json"
+
+
+def load_results(path=RESULTS_PATH) -> dict:
+    """The saved comparison of the book's loop and TRL (:func:`rlcore.bench.bench_trl`'s result)."""
+    import json
+
+    with open(path) as f:
+        return json.load(f)
+
 
 #: ``(loss_agg_mode, token_mean_over)`` of a :class:`~rlcore.train.TrainConfig` and the TRL
 #: ``loss_type`` that aggregates the same way (:func:`rlcore.aggregate`).
