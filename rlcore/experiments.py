@@ -8,9 +8,8 @@
     python -m rlcore.experiments compare    [--seeds 0 1 2 3 4] [--kernels native default] [--budget N] [--methods NAME ...] [--jobs N] [--out PATH]
     python -m rlcore.experiments credit     [--seeds 0 1 2 3 4] [--kernels native] [--budget N] [--methods NAME ...] [--jobs N] [--out PATH]
     python -m rlcore.experiments credit-accuracy [--seed N] [--out PATH]
-    python -m rlcore.experiments trl-grpo   [--seed N | --seeds 0 1 2] [--steps N] [--loss-type grpo|bnpo|dapo|dr_grpo]
-                                            [--model HUB_ID [--dataset openai/gsm8k] [--use-vllm]] [--out DIR]
-    python -m rlcore.experiments trl-rloo   [--seed N | --seeds 0 1 2] [--steps N] [--model HUB_ID ...]
+    python -m rlcore.experiments trl-grpo   [--seed N | --seeds 0 1 2] [--steps N] [--loss-type NAME] [--model HUB_ID] [--dataset ID] [--use-vllm]
+    python -m rlcore.experiments trl-rloo   [--seed N | --seeds 0 1 2] [--steps N] [--model HUB_ID] [--dataset ID] [--use-vllm]
 
 A tqdm bar goes to stderr; the last line on stdout is one JSON object with at least
 ``accuracy_before`` and ``accuracy_after`` (held-out, greedy, 0–1), ``samples`` (answers
@@ -24,7 +23,8 @@ scores every method's credit against the Monte Carlo ground truth (:mod:`rlcore.
 ``trl-grpo`` and ``trl-rloo`` run chapter 8's GRPO, or on-policy RLOO (16 problems × 4 answers), on Hugging Face TRL's
 trainers (:mod:`rlcore.scale`, chapter 12): on the CPU with the shipped fifth grader by default, and
 unchanged under ``accelerate launch`` on GPUs with ``--model`` (a hub causal LM), a GSM8K-style
-dataset and ``--use-vllm``::
+dataset and ``--use-vllm``; with ``--model`` the JSON line reports the mean training reward of every
+step (``rewards``) instead of the fifth grader's held-out accuracy::
 
     accelerate launch --config_file rlcore/assets/accelerate/multi_gpu.yaml --num_processes 8 \
         -m rlcore.experiments trl-grpo --model Qwen/Qwen2.5-0.5B-Instruct --use-vllm --steps 500

@@ -55,7 +55,7 @@ RESULTS_PATH = ASSETS / "results" / "trl_grpo.json"
 
 
 def load_results(path=RESULTS_PATH) -> dict:
-    """The saved comparison of the book's loop and TRL (:func:`rlcore.bench.bench_trl`'s result)."""
+    """The saved comparison of the book's loop and TRL (``python -m rlcore.bench trl``'s result)."""
     import json
 
     with open(path) as f:
@@ -129,9 +129,10 @@ def trl_grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Te
       old_logp, ref_logp: ``[B, T]`` under the sampling policy and the reference.
       advantages: ``[B]`` one per completion.
       mask: ``[B, T]`` the completion mask.
-      loss_type, beta, epsilon, epsilon_high, max_completion_length, steps_per_generation,
-        use_bias_correction_kl: TRL's ``GRPOConfig`` options of those names.
+      loss_type, beta, epsilon, epsilon_high: TRL's ``GRPOConfig`` options of those names.
+      max_completion_length, steps_per_generation: likewise (``"dr_grpo"``, ``"dapo"``).
       num_items_in_batch: the generation batch's token count (``"dapo"``); default ``mask``'s.
+      use_bias_correction_kl: TRL's option; True weighs the k3 term by the importance ratio.
 
     Returns:
       ``(loss, metrics)``: the scalar loss and the metrics TRL logged (``"kl"``, clip ratios).
