@@ -9,7 +9,7 @@ import torch
 from .rollout import generate
 from .tasks import Problem, verify_batch
 
-__all__ = ["accuracy", "answer_table", "evaluate_and_stop"]
+__all__ = ["accuracy", "answer_table", "evaluate_and_stop", "pass_at_k", "right_counts"]
 
 
 @torch.no_grad()
@@ -81,3 +81,65 @@ def evaluate_and_stop(
         if stop_at_accuracy is not None and entry["accuracy"] >= stop_at_accuracy:
             last = True
     return last
+
+
+def pass_at_k(n, c, k: int):
+    r"""The unbiased estimate of pass@k from ``n`` samples per problem of which ``c`` are right:
+
+    .. math::
+
+        \widehat{\text{pass@}k} = 1 - \binom{n - c}{k} \Big/ \binom{n}{k}
+        = 1 - \prod_{i = n - c + 1}^{n} \Big(1 - \frac{k}{i}\Big),
+
+    the probability that ``k`` of the ``n`` samples, drawn without replacement, include a right one;
+    its mean over problems estimates the chance that ``k`` fresh samples solve a problem. The product
+    form never forms the huge binomials.
+
+    Args:
+      n: ``[P]`` samples per problem (an int or an integer tensor), each at least ``k``.
+      c: ``[P]`` right samples per problem, ``0 <= c <= n``.
+      k: the number of attempts, ``1 <= k``.
+
+    Returns:
+      ``[P]`` float64 estimates (a 0-d tensor for scalar inputs).
+
+    Reference: Chen et al., "Evaluating Large Language Models Trained on Code", 2021, eq. 1 and
+    figure 3.
+    """
+    n_t = torch.as_tensor(n)
+    c_t = torch.as_tensor(c)
+    for name, x in (("n", n_t), ("c", c_t)):
+        if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+            raise ValueError(f"{name} must hold integers, got dtype {x.dtype}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    n_t, c_t = torch.broadcast_tensors(n_t, c_t)
+    if bool((c_t < 0).any()) or bool((c_t > n_t).any()):
+        raise ValueError("c must satisfy 0 <= c <= n for every problem")
+    if bool((n_t < k).any()):
+        raise ValueError(f"n must be at least k={k} for every problem, got min n = {int(n_t.min())}")
+    n64, c64 = n_t.to(torch.float64), c_t.to(torch.float64)
+    width = int(c_t.max()) if c_t.numel() else 0
+    i = (n64 - c64)[..., None] + 1 + torch.arange(width, dtype=torch.float64)  # n-c+1, ..., n-c+width
+    terms = torch.where(torch.arange(width) < c64[..., None], 1 - k / i, torch.ones((), dtype=torch.float64))
+    fail = terms.clamp(min=0).prod(-1)  # C(n-c, k) / C(n, k): 0 once n - c < k
+    return 1 - fail
+
+
+@torch.no_grad()
+def right_counts(model, tokenizer, problems: Sequence[Problem], n: int, *, max_new_tokens: int = 12,
+                 temperature: float = 1.0, seed: int = 0, batch_size: int = 4096) -> torch.Tensor:
+    """How many of ``n`` answers sampled to each problem the verifier marks right, ``[P]`` (int64):
+    the counts :func:`pass_at_k` needs. The answers are sampled in batches of about ``batch_size``."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    problems = list(problems)
+    rows = [p for p in problems for _ in range(n)]
+    right = torch.zeros(len(rows), dtype=torch.long)
+    per = max(1, batch_size // n) * n
+    for b, start in enumerate(range(0, len(rows), per)):
+        chunk = rows[start:start + per]
+        ro = generate(model, tokenizer, [p.prompt for p in chunk], max_new_tokens=max_new_tokens,
+                      temperature=temperature, seed=seed + b, compute_logp=False)
+        right[start:start + len(chunk)] = torch.tensor([m == 1.0 for m in verify_batch(ro.texts, chunk)])
+    return right.view(len(problems), n).sum(1)

@@ -8,6 +8,8 @@
     python -m rlcore.experiments compare    [--seeds 0 1 2 3 4] [--kernels native default] [--budget N] [--methods NAME ...] [--jobs N] [--out PATH]
     python -m rlcore.experiments credit     [--seeds 0 1 2 3 4] [--kernels native] [--budget N] [--methods NAME ...] [--jobs N] [--out PATH]
     python -m rlcore.experiments credit-accuracy [--seed N] [--out PATH]
+    python -m rlcore.experiments rm         [--seed N] [--out DIR]
+    python -m rlcore.experiments overopt    [--seeds 0 1 2] [--jobs N] [--out PATH]
     python -m rlcore.experiments trl-grpo   [--seed N | --seeds 0 1 2] [--steps N] [--loss-type NAME] [--model HUB_ID] [--dataset ID] [--use-vllm]
     python -m rlcore.experiments trl-rloo   [--seed N | --seeds 0 1 2] [--steps N] [--model HUB_ID] [--dataset ID] [--use-vllm]
 
@@ -20,6 +22,8 @@ With ``--seeds`` the JSON line holds one result per seed plus their mean and sta
 writes the results file and prints one summary per method; ``credit`` does the same for the credit
 race on the running sums (chapter 11, :data:`rlcore.compare.SUITES`), and ``credit-accuracy``
 scores every method's credit against the Monte Carlo ground truth (:mod:`rlcore.credit_accuracy`).
+``rm`` rebuilds chapter 13's learned reward model (:mod:`rlcore.reward_model`, about a minute and a
+half) and ``overopt`` runs chapter 13's sweep against it (:mod:`rlcore.overoptimisation`).
 ``trl-grpo`` and ``trl-rloo`` run chapter 8's GRPO, or on-policy RLOO (16 problems × 4 answers), on Hugging Face TRL's
 trainers (:mod:`rlcore.scale`, chapter 12): on the CPU with the shipped fifth grader by default, and
 unchanged under ``accelerate launch`` on GPUs with ``--model`` (a hub causal LM), a GSM8K-style
@@ -102,7 +106,7 @@ def _summarise(results: list[dict]) -> dict:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlcore.experiments", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=["sft", "reinforce", "ppo", "grpo", "dpo", "compare", "credit",
-                                         "credit-accuracy", "trl-grpo", "trl-rloo"])
+                                         "credit-accuracy", "rm", "overopt", "trl-grpo", "trl-rloo"])
     parser.add_argument("--seed", type=int, default=None,
                         help="random seed (default: $RLCORE_SEED, or 0 when it is unset)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="several seeds: mean and spread")
@@ -142,6 +146,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return main_compare(args)
     if args.name == "credit":
         return main_compare(args, suite="credit")
+    if args.name == "overopt":
+        from .overoptimisation import main_overoptimisation
+        return main_overoptimisation(args)
     if args.name == "credit-accuracy":
         from .credit_accuracy import main_credit_accuracy
         return main_credit_accuracy(args)
@@ -152,6 +159,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     start = time.perf_counter()
     if args.name in ("trl-grpo", "trl-rloo"):
         return _main_trl(args, start)
+    if args.name == "rm":
+        return _main_rm(args, start)
     if args.name == "sft":
         result = run_sft(seed=args.seed, steps=args.steps, device=args.device, task=args.task, out=args.out)
     else:
@@ -166,6 +175,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         result = runs[0] if len(runs) == 1 else _summarise(runs)
     result["total_seconds"] = time.perf_counter() - start
     sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+def _main_rm(args, start: float) -> int:
+    """``rm``: chapter 13's reward model from the shipped fifth grader, saved in the package (or ``--out``)."""
+    from .policy import load_policy
+    from .reward_model import REWARD_MODEL_DIR, RewardModelConfig, save_reward_model, train_reward_model
+
+    model, tokenizer = load_policy()
+    result = train_reward_model(model, tokenizer, make_task(), RewardModelConfig(seed=args.seed))
+    meta = {k: v for k, v in result.items() if k != "reward_model"}
+    save_reward_model(result["reward_model"], args.out or REWARD_MODEL_DIR, metadata=meta)
+    meta["total_seconds"] = time.perf_counter() - start
+    sys.stdout.write(json.dumps(meta) + "\n")
     return 0
 
 

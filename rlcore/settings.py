@@ -13,7 +13,8 @@ from .policy import PolicyConfig
 from .tasks import AdditionTask, RunningSumTask, Task
 
 __all__ = ["DEFAULT_TASK", "RUNNING_SUM_TASK", "SFT_SETTINGS", "POLICY_SETTINGS", "TASKS", "make_task", "CHAPTER1_REINFORCE", "CHAPTER7_PPO", "CHAPTER8_GRPO", "CHAPTER9_DPO",
-           "HEAD_TO_HEAD_UPDATE", "HEAD_TO_HEAD", "CREDIT_RACE_UPDATE", "CREDIT_RACE"]
+           "HEAD_TO_HEAD_UPDATE", "HEAD_TO_HEAD", "CREDIT_RACE_UPDATE", "CREDIT_RACE", "OVEROPTIMISATION",
+           "OVEROPTIMISATION_BETAS"]
 
 #: The book's task, 3-digit addition with 500 fixed held-out problems.
 DEFAULT_TASK = dict(digits=3, heldout_size=500, heldout_seed=1234)
@@ -107,3 +108,11 @@ CREDIT_RACE = {
     "oracle": presets.oracle(**_U),
 }
 del _U
+
+#: Chapter 13's runs against the learned reward model (:mod:`rlcore.reward_model`): REINFORCE with
+#: the batch baseline and chapter 10's shared update, 64 answers per step, 300 steps (19,200 answers),
+#: evaluated every 10 steps; ``beta`` (k3 in the loss) is set per run from :data:`OVEROPTIMISATION_BETAS`.
+OVEROPTIMISATION = presets.reinforce("batch", **HEAD_TO_HEAD_UPDATE, prompts_per_step=64, steps=300, eval_every=10)
+
+#: The KL strengths of chapter 13's sweep: no leash, a loose one and a tight one.
+OVEROPTIMISATION_BETAS = (0.0, 0.1, 0.3)

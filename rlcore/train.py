@@ -180,14 +180,25 @@ def check_config(config: TrainConfig) -> TrainConfig:
     return config
 
 
-def sample_and_grade(model, tokenizer, problems, config: TrainConfig, *, seed: int) -> tuple[Rollout, torch.Tensor, list]:
+def sample_and_grade(model, tokenizer, problems, config: TrainConfig, *, seed: int,
+                     grader: Optional[Callable] = None) -> tuple[Rollout, torch.Tensor, list]:
     """Steps 1 and 2: ``group_size`` answers to each problem (groups contiguous), sampled at
-    ``seed``, the verifier's marks ``[N]`` on the model's device, and each row's problem."""
+    ``seed``, their marks ``[N]`` on the model's device, and each row's problem. The marks are the
+    verifier's, or ``grader(rollout, problems)``'s when one is given (a learned reward model)."""
     group = [p for p in problems for _ in range(config.group_size)]
     ro = generate(model, tokenizer, [p.prompt for p in group], temperature=config.temperature,
                   max_new_tokens=config.max_new_tokens, seed=seed, compute_logp=False)
-    marks = torch.tensor(verify_batch(ro.texts, group, no_answer_penalty=config.no_answer_penalty),
-                         device=model_device(model))
+    if grader is None:
+        marks = torch.tensor(verify_batch(ro.texts, group, no_answer_penalty=config.no_answer_penalty),
+                             device=model_device(model))
+    else:
+        marks = grader(ro, group)
+        if not isinstance(marks, torch.Tensor) or marks.shape != (len(group),) or not marks.is_floating_point():
+            raise ValueError(f"grader must return a float tensor of shape ({len(group)},), got "
+                             f"{getattr(marks, 'shape', type(marks).__name__)}")
+        if not bool(torch.isfinite(marks).all()):
+            raise ValueError("grader returned non-finite marks")
+        marks = marks.to(model_device(model))
     return ro, marks, group
 
 
@@ -346,7 +357,8 @@ def _dpo_objective(model, pairs: PreferencePairs, config: TrainConfig) -> Callab
 
 def train(model, tokenizer, task: Task, config: TrainConfig = TrainConfig(), *,
           critic: Optional[ValueModel] = None, progress: bool = True, time_guard: Optional[float] = None,
-          stop_at_accuracy: Optional[float] = None, max_samples: Optional[int] = None) -> dict:
+          stop_at_accuracy: Optional[float] = None, max_samples: Optional[int] = None,
+          grader: Optional[Callable] = None, extra_eval: Optional[Callable] = None) -> dict:
     """Train ``model`` in place with the method ``config`` describes; return what happened.
 
     Args:
@@ -361,6 +373,11 @@ def train(model, tokenizer, task: Task, config: TrainConfig = TrainConfig(), *,
       max_samples: a budget of sampled answers (Monte Carlo continuations included): the run ends,
         with an evaluation, after the last step that the budget holds, when another step like the
         one just taken would pass it (for methods whose steps cost a varying number of samples).
+      grader: grade the sampled answers with ``grader(rollout, problems) -> [N]`` instead of the
+        verifier (a learned reward model, :func:`rlcore.reward_model.reward_grader`); the held-out
+        accuracy is still the verifier's. Not with DPO, whose pairs the verifier labels.
+      extra_eval: ``extra_eval(model) -> dict``, merged into every evaluation (for example the
+        reward model's score, the true accuracy and the KL of sampled answers).
 
     Returns:
       ``history`` (one dict per step: ``step``, ``samples`` (answers generated so far),
@@ -404,8 +421,13 @@ def train(model, tokenizer, task: Task, config: TrainConfig = TrainConfig(), *,
                                 max_new_tokens=config.max_new_tokens, no_answer_penalty=config.no_answer_penalty,
                                 seed=step_seed(config.seed, 999_999))
 
+    if grader is not None and config.credit in ("dpo", "oracle", "mc"):
+        raise ValueError(f"grader: credit {config.credit!r} reads the verifier itself; use an outcome credit")
+
     def evaluate() -> dict:
         out = {"accuracy": accuracy(model, tokenizer, heldout, max_new_tokens=config.max_new_tokens)}
+        if extra_eval is not None:
+            out.update(extra_eval(model))
         if config.kl_size > 0 and reference is not None:
             out["kl"] = sequence_kl(model, reference, tokenizer, task.heldout[: config.kl_size],
                                     max_new_tokens=config.max_new_tokens, seed=config.seed + 77)
@@ -440,7 +462,7 @@ def train(model, tokenizer, task: Task, config: TrainConfig = TrainConfig(), *,
         else:
             # 1-2. sample and grade
             ro, marks, graded = sample_and_grade(model, tokenizer, next(problems), config,
-                                                 seed=step_seed(config.seed, step))
+                                                 seed=step_seed(config.seed, step), grader=grader)
             mask = ro.response_mask
             with torch.no_grad():
                 # the sampling policy's log-probs: for the clip's ratio, the critic's KL reward, the KL log
