@@ -267,7 +267,7 @@ def score_texts(reward_model, tokenizer, problems: Sequence[Problem], responses:
 
 def sampled_evaluation(reward_model, reference, tokenizer, problems: Sequence[Problem], *, max_new_tokens: int = 12,
                        seed: int = 0):
-    """An ``extra_eval`` for :func:`rlcore.train.train`: one answer per problem sampled from the
+    r"""An ``extra_eval`` for :func:`rlcore.train.train`: one answer per problem sampled from the
     policy (temperature 1, the same seed at every evaluation), and on those answers
 
     * ``proxy``: the mean reward-model score, what the policy is trained to raise;
