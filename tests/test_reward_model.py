@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import Counter
 from math import comb
 
 import pytest
@@ -211,3 +212,47 @@ def test_right_counts_matches_the_verifier_on_the_same_samples(shipped):
     counts = right_counts(model, tokenizer, task.heldout[:6], 8, seed=3, batch_size=16)
     assert counts.shape == (6,) and counts.dtype == torch.long and bool(((counts >= 0) & (counts <= 8)).all())
     assert torch.equal(counts, right_counts(model, tokenizer, task.heldout[:6], 8, seed=3, batch_size=16))
+
+
+# ---------------------------------------------------------------- the chapter 13 measurements
+
+def test_best_of_n_by_hand_on_a_few_problems(shipped):
+    from rlcore.overoptimisation import best_of_n
+
+    rm, _, model, tokenizer, task = shipped
+    out = best_of_n(model, tokenizer, rm, task.heldout[:12], n_values=(1, 2, 4), seed=1)
+    assert [o["n"] for o in out] == [1, 2, 4]
+    assert out[0]["true"] == out[0]["oracle"] and out[0]["kl"] == 0.0  # one sample: nothing to choose
+    assert out[0]["oracle"] <= out[1]["oracle"] <= out[2]["oracle"]  # the verifier's pick never gets worse
+    assert out[0]["proxy"] <= out[1]["proxy"] <= out[2]["proxy"]  # nor does the reward model's own score
+    assert all(o["true"] <= o["oracle"] for o in out)
+
+
+def test_sampled_evaluation_is_zero_kl_at_the_reference_and_a_run_records_it(shipped):
+    from rlcore.overoptimisation import run_against_reward_model
+    from rlcore.policy import frozen_copy
+    from rlcore.reward_model import sampled_evaluation
+
+    rm, _, model, tokenizer, task = shipped
+    evaluate = sampled_evaluation(rm, frozen_copy(model), tokenizer, task.heldout[:16], seed=2)
+    first = evaluate(model)
+    assert first["kl"] == 0.0 and 0.0 <= first["true"] <= 1.0 and evaluate(model) == first  # same seed, same answers
+    run = run_against_reward_model(0.0, 0, steps=2, reward_model=rm, eval_problems=16)
+    assert [p["step"] for p in run["curve"]] == [0, 2]
+    assert set(run["curve"][0]) == {"step", "samples", "accuracy", "proxy", "true", "kl"}
+    assert run["curve"][0]["kl"] == 0.0 and run["curve"][1]["samples"] == 2 * 64
+
+
+def test_the_saved_sweep_has_every_run():
+    from rlcore import overoptimisation
+    from rlcore.settings import OVEROPTIMISATION_BETAS
+
+    saved = overoptimisation.load_results()
+    kinds = Counter((r["kind"], r.get("beta")) for r in saved["runs"])
+    for beta in OVEROPTIMISATION_BETAS:
+        assert kinds["rm", beta] == len(overoptimisation.SEEDS)
+    assert kinds["grpo", None] == kinds["base", None] == len(overoptimisation.SEEDS)
+    for r in saved["runs"]:
+        if "pass_counts" in r:
+            assert len(r["pass_counts"]) == overoptimisation.PASS_PROBLEMS
+            assert all(0 <= c <= overoptimisation.PASS_SAMPLES for c in r["pass_counts"])
