@@ -49,8 +49,9 @@ RESULTS_PATH = ASSETS / "results" / "overoptimisation.json"
 SEEDS = (0, 1, 2)
 #: Best-of-N's N.
 N_VALUES = (1, 2, 4, 8, 16, 32, 64)
-#: pass@k: held-out problems, and samples per problem (k runs up to it).
+#: Held-out problems for pass@k.
 PASS_PROBLEMS = 100
+#: Samples per problem for pass@k (k runs up to it).
 PASS_SAMPLES = 256
 
 

@@ -114,5 +114,5 @@ del _U
 #: evaluated every 10 steps; ``beta`` (k3 in the loss) is set per run from :data:`OVEROPTIMISATION_BETAS`.
 OVEROPTIMISATION = presets.reinforce("batch", **HEAD_TO_HEAD_UPDATE, prompts_per_step=64, steps=300, eval_every=10)
 
-#: The KL strengths of chapter 13's sweep: no leash, a loose one and a tight one.
+#: Chapter 13's KL strengths (no leash, a loose one, a tight one).
 OVEROPTIMISATION_BETAS = (0.0, 0.1, 0.3)
