@@ -27,6 +27,7 @@ device.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
@@ -46,7 +47,50 @@ from .rollout import Rollout, generate, response_logits, response_logprobs
 from .tasks import Task, is_right, verify_batch
 from .tokens import token_logprobs
 
-__all__ = ["TrainConfig", "train", "update", "sample_and_grade", "PairPool", "check_config", "TOKEN_MEAN_OVER"]
+__all__ = ["TrainConfig", "train", "update", "sample_and_grade", "PairPool", "check_config", "TOKEN_MEAN_OVER",
+           "LearningSignalWarning", "STALL_STEPS"]
+
+#: Steps in a row after which the loop warns that a run cannot learn (:class:`LearningSignalWarning`).
+STALL_STEPS = 10
+
+
+class LearningSignalWarning(RuntimeWarning):
+    """The loop's warning that a run is not learning, with the cause: every token's credit 0 (a
+    constant reward, or groups whose answers all got the same mark), a zero gradient, most answers
+    truncated at the generation budget, or no preference pair to train on. Such a run looks healthy
+    from its loss, which is 0 or flat."""
+
+
+class _Guards:
+    """Counts, for each way a run can fail to learn, the steps in a row it has happened, and warns
+    once per run when a count reaches ``steps``."""
+
+    def __init__(self, steps: int = STALL_STEPS):
+        self.steps, self.count, self.warned = steps, {}, set()
+
+    def check(self, name: str, bad: bool, message: str) -> None:
+        self.count[name] = self.count.get(name, 0) + 1 if bad else 0
+        if self.count[name] >= self.steps and name not in self.warned:
+            self.warned.add(name)
+            warnings.warn(f"{message} ({self.steps} steps in a row)", LearningSignalWarning, stacklevel=4)
+
+    def observe(self, entry: dict, config: "TrainConfig", credit: Optional[torch.Tensor] = None) -> None:
+        if credit is not None:
+            self.check("zero_credit", bool((credit == 0).all()),
+                       f"no learning signal: every token's credit was 0 (mean mark {entry.get('reward', float('nan')):.3f}, "
+                       f"share of groups whose marks all agree {entry.get('zero_signal', float('nan')):.2f}). A constant "
+                       "reward, or groups that are all right or all wrong, train nothing while the loss looks healthy; "
+                       "check the reward, or raise group_size or the temperature, or change the prompts' difficulty")
+        norm = entry.get("grad_norm")
+        if norm is not None and norm == norm:  # NaN during a critic warm-up
+            self.check("zero_grad", norm == 0.0, "the policy's gradient norm was 0: the update changes nothing")
+        if "truncated" in entry:
+            self.check("truncated", entry["truncated"] > 0.5,
+                       f"more than half of the answers were cut at max_new_tokens={config.max_new_tokens}: they are "
+                       "graded without their end, as the no-answer penalty; raise max_new_tokens")
+        if "pairs" in entry:
+            self.check("no_pairs", entry.get("pairs", 0) == 0, "DPO found no preference pair (every answer right, or "
+                       "every one wrong): nothing to train on")
 
 #: What ``"token-mean"``'s divisor counts (``TrainConfig.token_mean_over``): each minibatch's own
 #: tokens (TRL's ``bnpo``), or the whole rollout's tokens over the number of minibatches (TRL's ``dapo``).
@@ -251,12 +295,18 @@ class PairPool:
         return self.pool.select(idx), stats
 
 
-def _adam_step(optimizer, loss: torch.Tensor, parameters, max_grad_norm: Optional[float]) -> None:
+def _adam_step(optimizer, loss: torch.Tensor, parameters, max_grad_norm: Optional[float]) -> float:
+    """One Adam step on ``loss``; returns the gradient's norm before any clipping."""
+    parameters = [p for p in parameters if p.requires_grad]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    grads = [p.grad for p in parameters if p.grad is not None]
     if max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    else:
+        norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
     optimizer.step()
+    return float(norm)
 
 
 def update(model, optimizer, batch, objective: Callable, config: TrainConfig, *,
@@ -285,7 +335,7 @@ def update(model, optimizer, batch, objective: Callable, config: TrainConfig, *,
         for idx in rows.chunk(config.minibatches):
             if epoch < policy_epochs:
                 loss, stats = objective(idx)
-                _adam_step(optimizer, loss, model.parameters(), config.max_grad_norm)
+                stats = {**stats, "grad_norm": _adam_step(optimizer, loss, model.parameters(), config.max_grad_norm)}
                 for key, value in stats.items():
                     logs.setdefault(key, []).append(float(value))
             if epoch < critic_epochs:
@@ -443,6 +493,7 @@ def train(model, tokenizer, task: Task, config: TrainConfig = TrainConfig(), *,
                                     or max_samples < 1):
         raise ValueError(f"max_samples must be a positive int or None, got {max_samples!r}")
     history = [{"step": 0, "samples": 0, "seconds": 0.0, **evaluate()}]
+    guards = _Guards()
     samples, train_seconds = 0, 0.0
     bar = tqdm(range(1, config.steps + 1), desc=f"train[{config.credit}]", disable=not progress)
     for step in bar:
@@ -459,6 +510,7 @@ def train(model, tokenizer, task: Task, config: TrainConfig = TrainConfig(), *,
                 entry.update(update(model, optimizer, batch, _dpo_objective(model, batch, config), config,
                                     generator=torch.Generator().manual_seed(step_seed(config.seed, step))))
             entry["pairs"] = len(pairs.pool)
+            guards.observe(entry, config)
         else:
             # 1-2. sample and grade
             ro, marks, graded = sample_and_grade(model, tokenizer, next(problems), config,
@@ -514,6 +566,7 @@ def train(model, tokenizer, task: Task, config: TrainConfig = TrainConfig(), *,
             if critic is not None:
                 entry["explained_variance"] = explained_variance(old_values, returns, mask)
             entry.update(stats)
+            guards.observe(entry, config, credit)
         train_seconds += time.perf_counter() - t0
         last_cost = samples - history[-1]["samples"]
         entry["samples"], entry["seconds"] = samples, train_seconds

@@ -319,7 +319,7 @@ def test_update_makes_epochs_times_minibatches_steps_over_every_row(shuffle):
     config = replace(TrainConfig(), epochs=3, minibatches=4, clip_eps=0.2, shuffle=shuffle)
     stats = update(torch.nn.Linear(1, 1), torch.optim.SGD([weight], lr=0.1), _Rows(10), objective, config,
                    generator=torch.Generator().manual_seed(0))
-    assert len(seen) == 12 and stats == {"loss": 1.0}
+    assert len(seen) == 12 and stats == {"loss": 1.0, "grad_norm": 0.0}
     for epoch in range(3):  # each pass covers every row once, in minibatches of 3, 3, 3 and 1 rows
         rows = [r for chunk in seen[4 * epoch:4 * epoch + 4] for r in chunk]
         assert sorted(rows) == list(range(10)) and [len(c) for c in seen[4 * epoch:4 * epoch + 4]] == [3, 3, 3, 1]
@@ -422,3 +422,41 @@ def test_the_loop_normalises_dr_grpo_by_the_generation_budget(monkeypatch):
                           max_new_tokens=14)
     train_module.train(model, tokenizer, make_task(), config, progress=False)
     assert seen and set(seen) == {14}
+
+
+def test_a_constant_reward_makes_the_loop_warn_with_the_cause(fifth_grader, task):
+    """A run that cannot learn looks healthy from its loss: the loop says so, and why."""
+    from rlcore.train import STALL_STEPS, LearningSignalWarning
+
+    model, tokenizer = fifth_grader
+    config = presets.reinforce("batch", prompts_per_step=4, steps=STALL_STEPS, eval_every=STALL_STEPS, eval_size=4)
+    with pytest.warns(LearningSignalWarning) as caught:
+        result = train(copy.deepcopy(model), tokenizer, task, config, progress=False,
+                       grader=lambda ro, problems: torch.full((len(problems),), 0.5))
+    messages = [str(w.message) for w in caught]
+    assert any("no learning signal" in m for m in messages) and any("gradient norm was 0" in m for m in messages)
+    steps = [h for h in result["history"] if h["step"] > 0]
+    assert all(h["grad_norm"] == 0.0 for h in steps) and "truncated" in steps[0] and "zero_signal" not in steps[0]
+
+
+def test_truncated_answers_make_the_loop_warn(fifth_grader, task):
+    from rlcore.train import STALL_STEPS, LearningSignalWarning
+
+    model, tokenizer = fifth_grader
+    config = presets.grpo(prompts_per_step=2, group_size=4, steps=STALL_STEPS, eval_every=STALL_STEPS, eval_size=4,
+                          max_new_tokens=3)  # no answer fits in 3 tokens
+    with pytest.warns(LearningSignalWarning, match="max_new_tokens=3"):
+        result = train(copy.deepcopy(model), tokenizer, task, config, progress=False)
+    assert all(h["truncated"] == 1.0 for h in result["history"] if h["step"] > 0)
+
+
+def test_a_healthy_run_does_not_warn(fifth_grader, task):
+    import warnings as _warnings
+
+    from rlcore.train import STALL_STEPS, LearningSignalWarning
+
+    model, tokenizer = fifth_grader
+    config = presets.grpo(prompts_per_step=8, group_size=4, steps=STALL_STEPS, eval_every=STALL_STEPS, eval_size=4)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error", LearningSignalWarning)
+        train(copy.deepcopy(model), tokenizer, task, config, progress=False)
