@@ -14,7 +14,7 @@ LAYERS = {
     0: {"_checks", "reproducibility", "plotting"},
     1: {"returns", "advantages", "masked", "tokens", "kl", "losses", "scan", "envs", "__init__"},
     2: {"tasks", "policy", "rollout", "evaluation", "pairs", "sft", "reward_model"},
-    3: {"credit", "train", "presets", "settings", "runs", "scale"},
+    3: {"credit", "train", "presets", "settings", "runs", "scale", "pitfalls"},
     4: {"experiments", "compare", "credit_accuracy", "bench", "robustness", "overoptimisation"},
 }
 LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}
