@@ -139,6 +139,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--use-vllm", action="store_true", help="trl-*: generate with vLLM (a GPU)")
     parser.add_argument("--loss-type", default="grpo", choices=sorted(LOSS_TYPES),
                         help="trl-grpo: TRL's loss_type (default: grpo, the book's)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="trl-*: learning rate (default: the book's, or 1e-6 with --model)")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="trl-*: the generation budget (default: the book's, or 512 with --model)")
     args = parser.parse_args(argv)
     if args.seed is None:
         args.seed = book_seed()
@@ -203,6 +207,14 @@ def _main_trl(args, start: float) -> int:
         config = presets.grpo(loss_type=args.loss_type)
     else:  # on-policy RLOO (one plain step per batch), which is what TRL's RLOOTrainer computes then
         config = presets.reinforce("rloo", prompts_per_step=16, group_size=4)
+    from dataclasses import replace
+
+    if args.model is not None:
+        from .scale import HUB_MODEL_OPTIONS
+
+        config = replace(config, **HUB_MODEL_OPTIONS)
+    config = replace(config, **{k: v for k, v in (("lr", args.lr), ("max_new_tokens", args.max_new_tokens))
+                                if v is not None})
     main_process = int(os.environ.get("RANK", "0")) == 0
     runs = []
     for seed in args.seeds or [args.seed]:

@@ -360,7 +360,7 @@ PITFALLS = (
             "the ratio is not 1 on-policy: the clip fires before the policy has moved",
             logprobs_ignoring_temperature, logprobs_at_temperature, _first_ratio_check),
     Pitfall("REINFORCE weighting every step by G_0", "huggingface/deep-rl-class PR #70 and #95",
-            "every step is credited with rewards that came before it",
+            "every step is also credited with the rewards that came before it: unbiased, but noisier",
             returns_from_the_start, returns_to_go, _reward_to_go_check),
     Pitfall("token means of micro-batches averaged", "huggingface/trl#3178 and related threads",
             "tokens of short micro-batches weigh more: the loss depends on how the batch was cut",

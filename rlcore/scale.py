@@ -28,6 +28,7 @@ https://github.com/huggingface/trl (``GRPOTrainer``, ``RLOOTrainer``).
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 import warnings
@@ -45,7 +46,7 @@ from .tasks import verify
 from .train import TrainConfig
 
 __all__ = [
-    "RESULTS_PATH", "load_results", "OPTION_MAP", "TRL_LOSS_TYPES", "trl_loss_type", "trl_grpo_loss", "trl_dpo_loss", "grpo_args", "verifier_reward", "gsm8k_reward",
+    "RESULTS_PATH", "load_results", "HUB_MODEL_OPTIONS", "OPTION_MAP", "TRL_LOSS_TYPES", "trl_loss_type", "per_device_batch", "trl_grpo_loss", "trl_dpo_loss", "grpo_args", "verifier_reward", "gsm8k_reward",
     "args_eps", "final_number", "prompt_dataset", "gsm8k_dataset", "HeldOutAccuracy", "build_trainer", "run_trl",
 ]
 
@@ -85,7 +86,7 @@ OPTION_MAP = (
     ("clip_eps", "epsilon", "actor.clip_ratio_low", "lower clip range"),
     ("clip_eps_high", "epsilon_high", "actor.clip_ratio_high", "DAPO's clip-higher"),
     ("loss_agg_mode (+ token_mean_over)", "loss_type", "actor.loss_agg_mode", "grpo / bnpo / dapo / dr_grpo"),
-    ("scale_rewards", "scale_rewards", "algorithm.norm_adv_by_std_in_grpo", "group / batch / none"),
+    ("scale_rewards", "scale_rewards", "algorithm.norm_adv_by_std_in_grpo", "group / batch / none (verl: std or not)"),
     ("beta", "beta", "actor.kl_loss_coef (use_kl_loss)", "k3 KL in the loss"),
     ("lr", "learning_rate", "actor.optim.lr", "constant, no warm-up"),
     ("max_grad_norm", "max_grad_norm", "actor.grad_clip", "None / 0: no clipping"),
@@ -217,6 +218,17 @@ def trl_loss_type(config: TrainConfig) -> str:
     return TRL_LOSS_TYPES[key]
 
 
+def per_device_batch(config: TrainConfig, processes: int = 1) -> int:
+    """TRL's ``per_device_train_batch_size`` for ``config`` on ``processes`` processes: a step's
+    ``prompts_per_step × group_size`` answers split into ``minibatches`` and between the processes,
+    so that the algorithm's batch does not change with the number of GPUs."""
+    answers = config.prompts_per_step * config.group_size
+    if processes < 1 or answers % (config.minibatches * processes):
+        raise ValueError(f"config.minibatches={config.minibatches} times {processes} process(es) must divide the "
+                         f"{answers} answers per step")
+    return answers // (config.minibatches * processes)
+
+
 def grpo_args(config: TrainConfig, *, output_dir, steps: Optional[int] = None, use_vllm: bool = False,
               use_cpu: Optional[bool] = None, bf16: bool = False, gradient_checkpointing: bool = False,
               **overrides):
@@ -234,6 +246,9 @@ def grpo_args(config: TrainConfig, *, output_dir, steps: Optional[int] = None, u
       steps: book steps (default ``config.steps``); TRL's ``max_steps`` is ``steps × epochs × minibatches``.
       use_vllm: generate with vLLM (colocated on the training GPUs).
       use_cpu: train on the CPU (default: when no GPU is present).
+
+    Under ``accelerate launch`` (``WORLD_SIZE`` processes) a step's answers are split between the
+    processes, so the algorithm's batch is the same on one process or many.
     """
     from trl import GRPOConfig, RLOOConfig
 
@@ -244,13 +259,11 @@ def grpo_args(config: TrainConfig, *, output_dir, steps: Optional[int] = None, u
     if config.kl_in_reward:
         raise ValueError("config.kl_in_reward is PPO's; TRL's GRPO and RLOO put the KL term in the loss")
     steps = config.steps if steps is None else steps
-    answers = config.prompts_per_step * config.group_size
-    if answers % config.minibatches:
-        raise ValueError(f"config.minibatches={config.minibatches} must divide the {answers} answers per step")
+    per_device = per_device_batch(config, int(os.environ.get("WORLD_SIZE", "1")))
     args = dict(
         output_dir=str(output_dir),
         num_generations=config.group_size,
-        per_device_train_batch_size=answers // config.minibatches,
+        per_device_train_batch_size=per_device,
         gradient_accumulation_steps=1,
         steps_per_generation=config.minibatches,
         num_iterations=config.epochs,
@@ -479,13 +492,20 @@ def _quiet():
         yield
 
 
+#: What changes for a pre-trained hub model (``run_trl(model_id=...)``): room for a worked solution,
+#: and a learning rate for fine-tuning half a billion parameters rather than a tiny model.
+HUB_MODEL_OPTIONS = {"max_new_tokens": 512, "lr": 1e-6}
+
+
 def run_trl(config: TrainConfig, *, seed: Optional[int] = None, steps: Optional[int] = None,
             model_id: Optional[str] = None, dataset: str = "openai/gsm8k", use_vllm: bool = False,
             output_dir=None, progress: bool = True, **overrides) -> dict:
     """A whole run on TRL. Without ``model_id``: the shipped fifth grader on the book's addition
     task, with the held-out accuracy every ``config.eval_every`` steps (the summary has the keys
     of :func:`rlcore.runs.run`). With ``model_id`` (a hub causal LM): that model on ``dataset``
-    (GSM8K-style) with :func:`gsm8k_reward`, the mean training reward reported."""
+    (GSM8K-style) with :func:`gsm8k_reward`, the mean training reward reported, ``config``'s
+    ``max_new_tokens`` and ``lr`` raised to / set from :data:`HUB_MODEL_OPTIONS` unless the caller
+    changed them from the book's, and bf16 on a GPU."""
     import tempfile
 
     from .policy import load_policy
@@ -505,6 +525,8 @@ def run_trl(config: TrainConfig, *, seed: Optional[int] = None, steps: Optional[
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        book = TrainConfig()
+        config = replace(config, **{k: v for k, v in HUB_MODEL_OPTIONS.items() if getattr(config, k) == getattr(book, k)})
         tokenizer = AutoTokenizer.from_pretrained(model_id, padding_side="left")
         model = AutoModelForCausalLM.from_pretrained(model_id, dtype="auto")
         data = gsm8k_dataset(dataset, limit=steps * config.prompts_per_step)

@@ -135,3 +135,11 @@ def test_the_trl_commands_cpu_path_runs_two_steps(name, updates, answers):
     model, tokenizer = load_policy()
     task = make_task()
     assert result["accuracy_before"] == accuracy(model, tokenizer, task.heldout[:CHAPTER8_GRPO.eval_size])
+
+
+def test_under_several_processes_a_steps_answers_are_split():
+    assert scale.per_device_batch(CHAPTER8_GRPO, 1) == 64
+    assert scale.per_device_batch(CHAPTER8_GRPO, 4) == 16  # 128 answers / (2 minibatches x 4 processes)
+    for bad in (3, 0):
+        with pytest.raises(ValueError, match="process"):
+            scale.per_device_batch(CHAPTER8_GRPO, bad)
