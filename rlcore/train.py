@@ -179,8 +179,8 @@ class TrainConfig:
                      "resample_every", "offline_pairs", "probe_prompts"}
         else:
             skip |= {"clip_eps", "clip_eps_high", "loss_agg_mode"}
-        if self.credit == "dpo" or self.loss_agg_mode != "token-mean":
-            skip.add("token_mean_over")
+        if self.credit == "dpo" or self.loss_agg_mode != "token-mean" or self.token_mean_over == "minibatch":
+            skip.add("token_mean_over")  # shown only when it is TRL's dapo: "minibatch" is every older run's
         if self.clip_eps is None:
             skip.add("clip_eps_high")
         return {k: v for k, v in asdict(self).items() if k not in skip}
