@@ -237,14 +237,18 @@ class ValueModel(nn.Module):
         """Copy the policy's trunk (``policy.model``) and add a zero-initialised head, on its device."""
         return cls(copy.deepcopy(policy.model), policy.config.hidden_size).to(model_device(policy))
 
+    def hidden_states(self, rollout) -> torch.Tensor:
+        """The trunk's last hidden states over prompt and response, ``[B, P + R, H]``."""
+        ids = torch.cat([rollout.prompt_ids, rollout.response_ids], dim=1)  # (B, P + R)
+        attn = torch.cat([rollout.prompt_mask, rollout.response_mask], dim=1).long()
+        positions = (attn.cumsum(-1) - 1).clamp(min=0)  # skip left padding, as generate does
+        return self.trunk(input_ids=ids, attention_mask=attn, position_ids=positions).last_hidden_state
+
     def forward(self, rollout) -> torch.Tensor:
         """``V(s_t)`` for every response token of a :class:`~rlcore.rollout.Rollout`, ``[B, R]``
         (0 on padding): the value is read at the position that has seen the prompt and the tokens
         before ``t``."""
-        ids = torch.cat([rollout.prompt_ids, rollout.response_ids], dim=1)  # (B, P + R)
-        attn = torch.cat([rollout.prompt_mask, rollout.response_mask], dim=1).long()
-        positions = (attn.cumsum(-1) - 1).clamp(min=0)  # skip left padding, as generate does
-        hidden = self.trunk(input_ids=ids, attention_mask=attn, position_ids=positions).last_hidden_state
+        hidden = self.hidden_states(rollout)
         P, R = rollout.prompt_ids.shape[1], rollout.response_ids.shape[1]
         values = self.head(hidden[:, P - 1 : P - 1 + R]).squeeze(-1)  # (B, R): state before token t
         return values * rollout.response_mask

@@ -23,7 +23,6 @@ Schulman and Hilton, "Scaling Laws for Reward Model Overoptimization", 2023.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -33,10 +32,9 @@ from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .pairs import PreferencePairs, sample_pairs
-from .policy import ASSETS, model_device
+from .policy import ASSETS, ValueModel
 from .reproducibility import step_seed
 from .rollout import Rollout, generate
 from .tasks import Problem, verify_batch
@@ -63,36 +61,22 @@ class RewardModelConfig:
     seed: int = 0
 
 
-class RewardModel(nn.Module):
+class RewardModel(ValueModel):
     r"""``r_φ(x, y)``: a causal transformer trunk and a linear head read at the answer's last real
     token, one score per answer.
 
-    :meth:`from_policy` copies the policy's trunk (``policy.model``) and adds a zero-initialised head,
+    A :class:`~rlcore.policy.ValueModel` read once per answer: :meth:`from_policy` copies the
+    policy's trunk (``policy.model``) and adds a zero-initialised head,
     so every answer starts at score 0; the trunk already "reads" arithmetic, which is what lets a few
     hundred pairs train it at all (InstructGPT's reward model starts from the SFT model too).
     """
 
-    def __init__(self, trunk: nn.Module, hidden_size: int):
-        super().__init__()
-        self.trunk = trunk
-        self.head = nn.Linear(hidden_size, 1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-
-    @classmethod
-    def from_policy(cls, policy) -> "RewardModel":
-        """A reward model whose trunk is a copy of ``policy``'s, on its device."""
-        return cls(copy.deepcopy(policy.model), policy.config.hidden_size).to(model_device(policy))
-
     def forward(self, rollout: Rollout) -> torch.Tensor:
         """The score of every answer of ``rollout``, ``[B]``: the head on the hidden state of its last
         real response token (``<eos>`` when it has one), which has seen the prompt and the whole answer."""
-        ids = torch.cat([rollout.prompt_ids, rollout.response_ids], dim=1)  # (B, P + R)
-        attn = torch.cat([rollout.prompt_mask, rollout.response_mask], dim=1).long()
-        positions = (attn.cumsum(-1) - 1).clamp(min=0)  # skip left padding, as generate does
-        hidden = self.trunk(input_ids=ids, attention_mask=attn, position_ids=positions).last_hidden_state
+        hidden = self.hidden_states(rollout)  # (B, P + R, H)
         last = rollout.prompt_ids.shape[1] + rollout.response_mask.sum(1) - 1  # (B,) index of the last token
-        rows = torch.arange(ids.shape[0], device=ids.device)
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
         return self.head(hidden[rows, last]).squeeze(-1)  # (B,)
 
 
