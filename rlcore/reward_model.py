@@ -65,7 +65,7 @@ class RewardModel(ValueModel):
     r"""``r_φ(x, y)``: a causal transformer trunk and a linear head read at the answer's last real
     token, one score per answer.
 
-    A :class:`~rlcore.policy.ValueModel` read once per answer: :meth:`from_policy` copies the
+    A :class:`~rlcore.policy.ValueModel` read once per answer: ``from_policy`` copies the
     policy's trunk (``policy.model``) and adds a zero-initialised head,
     so every answer starts at score 0; the trunk already "reads" arithmetic, which is what lets a few
     hundred pairs train it at all (InstructGPT's reward model starts from the SFT model too).
