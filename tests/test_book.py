@@ -133,3 +133,148 @@ def test_the_robustness_sweep_measures_claims_the_chapters_check():
     flat = [n for group in names for n in group]
     assert len(flat) >= 50
     assert len(set(flat)) == len(flat), "claim names must be unique book-wide"
+
+
+# --- exercises: a solution that states a result runs it ---------------------------------------
+#
+# A solution is a gated block (``solution-start`` ... ``solution-end``, sphinx-exercise) shown as a
+# dropdown, so its code cells are hidden until the reader opens it, and nbval executes them with the
+# rest of the chapter. Its prose may quote a number only when that number is an input (it is in the
+# exercise's statement) or a cell of the solution computes it: the number is a literal of the
+# solution's code, asserted there or an argument it passes. Comments and strings do not count:
+# ``print(x)  # 0.667`` checks nothing. (A result the cells print but do not assert is described
+# in words, "the cell prints ...", not quoted: the reader's seed and processor give other digits.)
+
+import io
+import tokenize
+
+_NUMBER = re.compile(r"(?<![\w.\\])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(\s?%)?(?![\w])")
+
+
+def _numbers(text: str, *, every: bool = False) -> dict[str, set[float]]:
+    """The numbers quoted in a text, each with the values it may stand for (a percentage: either
+    itself or its fraction). Without ``every``, only the ones that state a measurement: a decimal,
+    a percentage or an integer of two digits or more (small integers count steps, items, chapters)."""
+    found = {}
+    for m in _NUMBER.finditer(text):
+        literal, percent = m.group(1), m.group(2)
+        value = float(literal.replace(",", ""))
+        if not every and not percent and "." not in literal and value < 10:
+            continue
+        found[m.group(0).strip()] = {value, value / 100} if percent else {value}
+    return found
+
+
+def _code_numbers(code: str) -> set[float]:
+    """The numeric literals of Python code; comments and strings are skipped by the tokenizer."""
+    values = set()
+    lines = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
+    for tok in tokenize.generate_tokens(io.StringIO(lines).readline):
+        if tok.type == tokenize.NUMBER:
+            text = tok.string.replace("_", "").rstrip("jJ")
+            value = float(int(text, 0)) if text[:2].lower() in ("0x", "0o", "0b") else float(text)
+            values |= {value, -value}
+    return values
+
+
+def _prose(markdown: str) -> str:
+    """Markdown without directive fences and options, roles (links, citations, glued values)
+    and their targets, and inline math's LaTeX commands."""
+    text = re.sub(r"^(`{3,}|~{3,}).*$|^:\w+:.*$", "", markdown, flags=re.M)
+    text = re.sub(r"\{[\w:-]+\}`[^`]*`", "", text)
+    return re.sub(r"\\[a-zA-Z]+", " ", text)
+
+
+def exercises_and_solutions(path: Path) -> tuple[dict[str, str], list[dict]]:
+    """A notebook's exercises (label -> statement) and its solutions, in order. A solution is a dict
+    with label, gated, dropdown, prose (its markdown), code (its code cells, joined), cells."""
+    cells = json.loads(path.read_text())["cells"]
+    exercises, solutions, current = {}, [], None
+    for cell in cells:
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            for m in re.finditer(r"(`{3,})\{exercise\}[^\n]*\n(.*?)^\1", text, flags=re.S | re.M):
+                label = re.search(r"^:label:\s*(\S+)", m.group(2), flags=re.M)
+                exercises[label.group(1) if label else f"unlabelled {len(exercises)}"] = m.group(2)
+            for m in re.finditer(r"(`{3,})\{solution\}\s*(\S+)[^\n]*\n(.*?)^\1(?!`)", text, flags=re.S | re.M):
+                solutions.append(dict(label=m.group(2), gated=False, dropdown=":class: dropdown" in m.group(3),
+                                      prose=m.group(3), code="", cells=0))
+            start = re.search(r"(`{3,})\{solution-start\}\s*(\S+)[^\n]*\n(.*?)^\1", text, flags=re.S | re.M)
+            if start:
+                current = dict(label=start.group(2), gated=True, dropdown=":class: dropdown" in start.group(3),
+                               prose=text[start.end():], code="", cells=0)
+                solutions.append(current)
+                continue
+        if current is not None:
+            if cell["cell_type"] == "markdown" and "{solution-end}" in text:
+                current["prose"] += "\n" + text.split("{solution-end}")[0].rsplit("```", 1)[0]
+                current = None
+            elif cell["cell_type"] == "markdown":
+                current["prose"] += "\n" + text
+            else:
+                current["code"] += "\n" + text
+                current["cells"] += 1
+    return exercises, solutions
+
+
+_SOLVED = [(p, s) for p in CHAPTERS for s in exercises_and_solutions(p)[1]]
+
+
+def test_every_exercise_has_one_solution():
+    for path in CHAPTERS:
+        exercises, solutions = exercises_and_solutions(path)
+        labels = [s["label"] for s in solutions]
+        assert sorted(labels) == sorted(exercises), f"{path.name}: exercises {sorted(exercises)}, solutions {labels}"
+
+
+@pytest.mark.parametrize("path, solution", _SOLVED, ids=[s["label"] for _, s in _SOLVED])
+def test_solutions_are_hidden_code_cells_that_run(path, solution):
+    """No solution keeps its code in a fence nbval never runs: it is a gated dropdown whose code
+    cells check what the solution states (an assert or a check())."""
+    label = solution["label"]
+    assert "```python" not in solution["prose"], f"{path.name}, {label}: code in a fence; make it a code cell"
+    assert solution["gated"], f"{path.name}, {label}: use solution-start / solution-end around code cells"
+    assert solution["dropdown"], f"{path.name}, {label}: a solution is hidden until opened (:class: dropdown)"
+    assert solution["cells"] >= 1, f"{path.name}, {label}: no code cell computes what the solution states"
+    assert re.search(r"^\s*(assert\b|check\()", solution["code"], flags=re.M), (
+        f"{path.name}, {label}: the solution's cells assert nothing it states")
+
+
+def unbacked_numbers(exercise: str, solution: dict) -> list[str]:
+    """The numbers a solution's prose quotes that neither its exercise gives nor its code contains."""
+    given = set().union(*_numbers(exercise, every=True).values())
+    computed = _code_numbers(solution["code"]) if solution["code"] else set()
+    quoted = _numbers(_prose(solution["prose"]))
+    return sorted(text for text, values in quoted.items() if not values & (given | computed))
+
+
+@pytest.mark.parametrize("path, solution", _SOLVED, ids=[s["label"] for _, s in _SOLVED])
+def test_solutions_quote_only_numbers_a_cell_computes(path, solution):
+    exercise = exercises_and_solutions(path)[0].get(solution["label"], "")
+    unbacked = unbacked_numbers(exercise, solution)
+    assert not unbacked, (f"{path.name}, {solution['label']}: the solution quotes {unbacked}, which neither the "
+                          "exercise gives nor a cell of the solution asserts or passes (assert it, or say it in words)")
+
+
+def test_the_solution_rules_catch_what_they_are_for(tmp_path):
+    """The two rules fail on the defects they exist for: code in a fence, and a number that only a
+    comment or a string backs."""
+    def notebook(cells):
+        path = tmp_path / "00_x.ipynb"
+        path.write_text(json.dumps({"cells": [dict(cell_type=t, metadata={}, source=s) for t, s in cells]}))
+        return exercises_and_solutions(path)
+
+    exercise = "```{exercise}\n:label: x\nCompute the ratio for 40 and 80 tokens.\n```"
+    start = "```{solution-start} x\n:class: dropdown\n```\nThe ratio is 0.667, and 1.333 for the other; 40/60."
+    end = "```{solution-end}\n```"
+    exercises, (fenced,) = notebook([("markdown", exercise),
+                                     ("markdown", "````{solution} x\n:class: dropdown\n```python\nprint(1)\n```\n````")])
+    assert not fenced["gated"] and "```python" in fenced["prose"]
+    exercises, (commented,) = notebook([("markdown", exercise), ("markdown", start),
+                                        ("code", 'r = 40 / 60\nprint(r, "1.333")  # 0.667'), ("markdown", end)])
+    assert commented["gated"] and commented["dropdown"] and commented["cells"] == 1
+    assert unbacked_numbers(exercises["x"], commented) == ["0.667", "1.333"]  # 60 is in the code
+    exercises, (asserted,) = notebook([("markdown", exercise), ("markdown", start),
+                                       ("code", "r = 40 / 60\nassert abs(r - 0.667) < 1e-3 and abs(2 * r - 1.333) < 1e-3"),
+                                       ("markdown", end)])
+    assert unbacked_numbers(exercises["x"], asserted) == []
