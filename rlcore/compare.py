@@ -2,6 +2,7 @@
 and budget of sampled answers (chapter 10).
 
     python -m rlcore.experiments compare [--seeds 0 1 2 3 4] [--kernels native default] [--budget N] [--methods NAME ...] [--out PATH]
+    python -m rlcore.experiments rloo-split [--seeds 0 1 2 3 4] [--jobs N]
 
 The contestants are :data:`rlcore.settings.HEAD_TO_HEAD` (read when the comparison runs): every
 method with one shared update (:data:`rlcore.settings.HEAD_TO_HEAD_UPDATE`), so that they differ in
@@ -35,6 +36,10 @@ every method alike, :func:`policy_kl` measures the exact per-token KL(π ‖ π_
 fifth grader and the mean length of answers the final policy samples. The results (a curve per run
 at its evaluation points, and the statistics :func:`summarise` computes) are written as JSON to
 :data:`RESULTS_PATH`, inside the package so that a chapter can load them anywhere.
+
+``rloo-split`` runs the same machinery on three variants of the batch baseline and RLOO (the suite
+``"rloo_split"`` of :data:`SUITES`) for chapter 10's exercise that separates RLOO's baseline from its
+batch shape, and writes ``head_to_head_rloo_split.json`` next to the comparison's file.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
@@ -106,10 +111,12 @@ KL_SEED = 10_007
 @dataclass(frozen=True)
 class Suite:
     """One comparison: its task, where its contestants live in :mod:`rlcore.settings` (read when it
-    runs), its defaults and its results file."""
+    runs), its defaults and its results file. ``contestants`` names a dict of
+    :class:`~rlcore.train.TrainConfig` in :mod:`rlcore.settings`, or is a function that builds one
+    from them."""
 
     task: str
-    contestants: str
+    contestants: Union[str, Callable[[], dict]]
     budget: int
     seeds: tuple
     kernels: tuple
@@ -120,15 +127,29 @@ class Suite:
 
     def configs(self) -> dict:
         """The contestants' configurations, as :mod:`rlcore.settings` holds them now."""
-        return getattr(_settings, self.contestants)
+        return self.contestants() if callable(self.contestants) else getattr(_settings, self.contestants)
 
 
-#: The two comparisons, chapter 10's head-to-head on addition (``compare``) and chapter 11's credit
-#: race on the running sums (``credit``: 5 seeds, native kernels, 12,800 answers, Monte Carlo
-#: continuations counted as answers).
+def _rloo_split() -> dict:
+    """Chapter 10's second exercise: RLOO differs from the batch baseline in its baseline and in its
+    batch (16 problems × 4 answers against 64 × 1). These variants separate the two: the batch
+    baseline on RLOO's 16 × 4, and RLOO on 32 × 2 and on 8 × 8, each with chapter 10's shared update
+    and 64 answers a step (:data:`rlcore.settings.HEAD_TO_HEAD`, read now)."""
+    h2h = _settings.HEAD_TO_HEAD
+    return {"reinforce_baseline_16x4": replace(h2h["reinforce_baseline"], prompts_per_step=16, group_size=4),
+            "rloo_32x2": replace(h2h["rloo"], prompts_per_step=32, group_size=2),
+            "rloo_8x8": replace(h2h["rloo"], prompts_per_step=8, group_size=8)}
+
+
+#: The comparisons: chapter 10's head-to-head on addition (``compare``), chapter 10's exercise that
+#: splits RLOO's baseline from its batch shape (``rloo-split``: the same budget, 5 seeds, native
+#: kernels), and chapter 11's credit race on the running sums (``credit``: 5 seeds, native kernels,
+#: 12,800 answers, Monte Carlo continuations counted as answers).
 SUITES = {
     "head_to_head": Suite("addition", "HEAD_TO_HEAD", DEFAULT_BUDGET, DEFAULT_SEEDS, DEFAULT_KERNELS,
                           DEFAULT_EVAL_SAMPLES, THRESHOLDS, RESULTS_PATH, "compare"),
+    "rloo_split": Suite("addition", _rloo_split, DEFAULT_BUDGET, DEFAULT_SEEDS, ("native",), DEFAULT_EVAL_SAMPLES,
+                        THRESHOLDS, ASSETS / "results" / "head_to_head_rloo_split.json", "rloo-split"),
     "credit": Suite("running_sum", "CREDIT_RACE", 12_800, DEFAULT_SEEDS, ("native",), 1_280, (0.4, 0.5),
                     ASSETS / "results" / "credit_race.json", "credit"),
 }

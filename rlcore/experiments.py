@@ -6,6 +6,7 @@
     python -m rlcore.experiments grpo       [--seed N | --seeds 0 1 2] [--steps N] [--device cpu|cuda]
     python -m rlcore.experiments dpo        [--online | --offline] [--seed N | --seeds 0 1 2] [--steps N]
     python -m rlcore.experiments compare    [--seeds 0 1 2 3 4] [--kernels native default] [--budget N] [--methods NAME ...] [--jobs N] [--out PATH]
+    python -m rlcore.experiments rloo-split [--seeds 0 1 2 3 4] [--kernels native] [--jobs N] [--out PATH]
     python -m rlcore.experiments credit     [--seeds 0 1 2 3 4] [--kernels native] [--budget N] [--methods NAME ...] [--jobs N] [--out PATH]
     python -m rlcore.experiments credit-accuracy [--seed N] [--out PATH]
     python -m rlcore.experiments rm         [--seed N] [--out DIR]
@@ -19,7 +20,9 @@ generated) and ``wall_seconds``. The defaults reproduce the book's figures: the 
 :mod:`rlcore.runs`' (which the chapters call too) with the settings of :mod:`rlcore.settings`.
 With ``--seeds`` the JSON line holds one result per seed plus their mean and standard deviation.
 ``compare`` runs every method on one budget of sampled answers (chapter 10, :mod:`rlcore.compare`),
-writes the results file and prints one summary per method; ``credit`` does the same for the credit
+writes the results file and prints one summary per method; ``rloo-split`` does the same for chapter
+10's exercise that separates RLOO's baseline from its batch shape (three variants of the batch
+baseline and RLOO, :data:`rlcore.compare.SUITES`); ``credit`` does the same for the credit
 race on the running sums (chapter 11, :data:`rlcore.compare.SUITES`), and ``credit-accuracy``
 scores every method's credit against the Monte Carlo ground truth (:mod:`rlcore.credit_accuracy`).
 ``rm`` rebuilds chapter 13's learned reward model (:mod:`rlcore.reward_model`, about a minute and a
@@ -105,7 +108,7 @@ def _summarise(results: list[dict]) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlcore.experiments", description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", choices=["sft", "reinforce", "ppo", "grpo", "dpo", "compare", "credit",
+    parser.add_argument("name", choices=["sft", "reinforce", "ppo", "grpo", "dpo", "compare", "rloo-split", "credit",
                                          "credit-accuracy", "rm", "overopt", "trl-grpo", "trl-rloo"])
     parser.add_argument("--seed", type=int, default=None,
                         help="random seed (default: $RLCORE_SEED, or 0 when it is unset)")
@@ -129,7 +132,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="compare: CPU kernel families, ATEN_CPU_CAPABILITY values or native "
                              "(default: native default)")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="compare, credit: runs at once, each in its own one-thread process (default: 1)")
+                        help="compare, rloo-split, credit: runs at once, each in its own one-thread process (default: 1)")
     parser.add_argument("--eval-samples", type=int, default=None,
                         help="compare: evaluate about every this many sampled answers")
     parser.add_argument("--model", default=None,
@@ -148,6 +151,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.seed = book_seed()
     if args.name == "compare":
         return main_compare(args)
+    if args.name == "rloo-split":
+        return main_compare(args, suite="rloo_split")
     if args.name == "credit":
         return main_compare(args, suite="credit")
     if args.name == "overopt":

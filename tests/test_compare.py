@@ -241,3 +241,41 @@ def test_t_interval_and_the_t95_band():
         mean_curve(runs, [0], band="sd")
     with pytest.raises(ValueError, match="values"):
         compare.t_interval([0.5])
+
+
+# ---------------------------------------------------------------- chapter 10's exercise: RLOO's two differences
+
+def test_the_rloo_split_changes_only_the_batch_shape():
+    """The batch baseline on RLOO's 16 × 4, RLOO on 32 × 2 and 8 × 8: each is a chapter-10 contestant
+    with another batch shape, the same update and 64 answers a step; ``rloo-split`` writes its file."""
+    specs, h2h = method_configs(suite="rloo_split"), method_configs()
+    shapes = {name: (spec["config"].prompts_per_step, spec["config"].group_size) for name, spec in specs.items()}
+    assert shapes == {"reinforce_baseline_16x4": (16, 4), "rloo_32x2": (32, 2), "rloo_8x8": (8, 8)}
+    shape = dict(prompts_per_step=0, group_size=0)
+    for name, spec in specs.items():
+        base = "reinforce_baseline" if name.startswith("reinforce_baseline") else "rloo"
+        assert replace(spec["config"], **shape) == replace(h2h[base]["config"], **shape), name
+        assert spec["answers_per_step"] == 64
+    suite = compare.SUITES["rloo_split"]
+    assert suite.path == RESULTS_PATH.parent / "head_to_head_rloo_split.json"
+    assert compare.command_line(budget=suite.budget, seeds=suite.seeds, methods=list(specs), out=suite.path,
+                                eval_samples=suite.eval_samples, suite="rloo_split") == "python -m rlcore.experiments rloo-split"
+    with pytest.raises(SystemExit, match="rloo-split"):  # the command exists, and its budget sets the steps
+        experiments.main(["rloo-split", "--steps", "1"])
+
+
+@pytest.mark.skipif(not compare.SUITES["rloo_split"].path.exists(),
+                    reason="no results file yet (python -m rlcore.experiments rloo-split)")
+def test_the_shipped_rloo_split_file():
+    results = compare.load_results(suite="rloo_split")
+    specs = method_configs(suite="rloo_split")
+    assert TOP_KEYS <= set(results) and results["suite"] == "rloo_split"
+    assert list(results["methods"]) == list(specs) and len(results["seeds"]) >= 5
+    assert len(results["runs"]) == len(specs) * len(results["seeds"]) * len(results["kernels"])
+    for name, spec in specs.items():  # the file describes the code as it is now
+        saved = results["methods"][name]["config"]
+        assert {k: saved.get(k) for k in spec["config"].in_use()} == spec["config"].in_use(), name
+    for run in results["runs"]:
+        assert RUN_KEYS <= set(run)
+        assert run["curve"][-1]["samples"] <= results["budget"]
+    assert results["summary"] == summarise(results["runs"])
