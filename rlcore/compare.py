@@ -141,10 +141,10 @@ def _rloo_split() -> dict:
             "rloo_8x8": replace(h2h["rloo"], prompts_per_step=8, group_size=8)}
 
 
-#: The comparisons: chapter 10's head-to-head on addition (``compare``), chapter 10's exercise that
-#: splits RLOO's baseline from its batch shape (``rloo-split``: the same budget, 5 seeds, native
-#: kernels), and chapter 11's credit race on the running sums (``credit``: 5 seeds, native kernels,
-#: 12,800 answers, Monte Carlo continuations counted as answers).
+#: Every comparison by name. Chapter 10's head-to-head on addition (``compare``); chapter 10's
+#: exercise that splits RLOO's baseline from its batch shape (``rloo-split``, the same budget, 5 seeds,
+#: native kernels); and chapter 11's credit race on the running sums (``credit``, 5 seeds, native
+#: kernels, 12,800 answers, Monte Carlo continuations counted as answers).
 SUITES = {
     "head_to_head": Suite("addition", "HEAD_TO_HEAD", DEFAULT_BUDGET, DEFAULT_SEEDS, DEFAULT_KERNELS,
                           DEFAULT_EVAL_SAMPLES, THRESHOLDS, RESULTS_PATH, "compare"),
