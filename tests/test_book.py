@@ -278,3 +278,18 @@ def test_the_solution_rules_catch_what_they_are_for(tmp_path):
                                        ("code", "r = 40 / 60\nassert abs(r - 0.667) < 1e-3 and abs(2 * r - 1.333) < 1e-3"),
                                        ("markdown", end)])
     assert unbacked_numbers(exercises["x"], asserted) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_markdown_cells_close_every_fence(path):
+    """A markdown cell opens and closes its fences (```` ``` ```` / ``~~~``): a stray half of a code
+    block renders as text (and makes the rest of the cell code)."""
+    cells = json.loads(path.read_text())["cells"]
+    for i, cell in enumerate(cells):
+        if cell["cell_type"] != "markdown":
+            continue
+        text = "".join(cell["source"])
+        fences = re.findall(r"^\s*(`{3,}|~{3,})", text, flags=re.M)
+        assert len(fences) % 2 == 0, f"{path.name}, cell {i}: an unclosed fence in {text[:80]!r}"
+        assert not re.match(r"(import |from \w+ import |print\()", text), (
+            f"{path.name}, cell {i}: a markdown cell that is Python code: {text[:80]!r}")
