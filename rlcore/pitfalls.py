@@ -11,9 +11,10 @@ The buggy functions are here to be caught. Nothing else in ``rlcore`` calls them
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -30,7 +31,8 @@ __all__ = ["Pitfall", "PITFALLS"]
 class Pitfall:
     """One pitfall: a name, where it was reported, what goes wrong, the buggy and the right
     function, and ``check(fn) -> (ok, measured)``: whether ``fn`` has the property, and the number
-    that says so."""
+    that says so. Where a training run shows the bug, ``inject`` is a context manager that puts it into
+    the one training loop (:func:`rlcore.train.train`) for the duration of a ``with`` block."""
 
     name: str
     reported: str
@@ -38,6 +40,7 @@ class Pitfall:
     buggy: Callable
     right: Callable
     check: Callable
+    inject: Optional[Callable] = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,6 +194,30 @@ def logprobs_at_temperature(logits, tokens, temperature):
     from .tokens import token_logprobs
 
     return token_logprobs(logits / temperature, tokens)
+
+
+@contextlib.contextmanager
+def trainer_ignoring_temperature():
+    """Put pitfall 7 into :func:`rlcore.train.train` while the ``with`` block runs: the loop scores the
+    tokens it trains on with the raw logits (temperature 1), while the answers, and the old
+    log-probabilities the ratio divides by, still come from the sampling temperature, as when a
+    sampler such as vLLM samples at T and reports its log-probs, and the trainer forgets T (NeMo-RL
+    PR #316). On-policy the ratio is then not 1, so the clip fires before the policy has moved, and the
+    gradient is that of the wrong distribution. The loop is restored on leaving the block, also after
+    an error.
+    """
+    from . import train as loop
+
+    right = loop.response_logits
+
+    def ignoring_temperature(model, rollout, *, temperature=None):
+        return right(model, rollout, temperature=1.0)
+
+    loop.response_logits = ignoring_temperature
+    try:
+        yield
+    finally:
+        loop.response_logits = right
 
 
 def _first_ratio_check(fn):
@@ -358,7 +385,8 @@ PITFALLS = (
             token_mean_masking_numerator_only, token_mean_masking_both, _masked_mean_check),
     Pitfall("log-probs not divided by the sampling temperature", "huggingface/trl PR #3029; NVIDIA-NeMo/RL PR #316",
             "the ratio is not 1 on-policy: the clip fires before the policy has moved",
-            logprobs_ignoring_temperature, logprobs_at_temperature, _first_ratio_check),
+            logprobs_ignoring_temperature, logprobs_at_temperature, _first_ratio_check,
+            inject=trainer_ignoring_temperature),
     Pitfall("REINFORCE weighting every step by G_0", "huggingface/deep-rl-class PR #70 and #95",
             "every step is also credited with the rewards that came before it: unbiased, but noisier",
             returns_from_the_start, returns_to_go, _reward_to_go_check),

@@ -35,3 +35,28 @@ def test_rlcores_own_functions_are_the_right_versions():
 
     r = torch.randint(0, 2, (16,), generator=torch.Generator().manual_seed(3)).double()
     assert not torch.allclose(group_advantages_wrong_axis(r, 4), group_advantages_right(r, 4))
+
+
+def test_the_temperature_bug_goes_into_the_loop_and_comes_out_again():
+    """Inside ``inject`` the loop scores its tokens at temperature 1 whatever the rollout's
+    temperature; outside, and after an error inside, it scores them at the rollout's."""
+    import rlcore.train as loop
+    from rlcore.policy import load_policy
+    from rlcore.rollout import generate, response_logits
+    from rlcore.settings import make_task
+
+    pitfall = next(p for p in PITFALLS if p.inject is not None)
+    assert "temperature" in pitfall.name and [p.inject for p in PITFALLS].count(None) == len(PITFALLS) - 1
+    model, tokenizer = load_policy()
+    ro = generate(model, tokenizer, [p.prompt for p in make_task().heldout[:3]], temperature=0.5, seed=0,
+                  compute_logp=False)
+    with torch.no_grad():
+        raw, scaled = response_logits(model, ro, temperature=1.0), response_logits(model, ro)
+        assert torch.allclose(scaled, raw / 0.5)
+        with pitfall.inject():
+            assert torch.equal(loop.response_logits(model, ro), raw)
+        assert torch.equal(loop.response_logits(model, ro), scaled)
+        with pytest.raises(RuntimeError):
+            with pitfall.inject():
+                raise RuntimeError("a failing run")
+        assert loop.response_logits is response_logits
